@@ -10,7 +10,10 @@
 //! clock. Non-goals: this crate never opens sockets, spawns tasks, or depends on rustls or hyper;
 //! that keeps it unit-testable, fuzzable and cheap to depend on.
 #![forbid(unsafe_code)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod identity;
 

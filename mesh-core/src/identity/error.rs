@@ -44,7 +44,9 @@ pub enum SpiffeIdError {
         authority: String,
     },
     /// The authority carries user info (`user@`), which SPIFFE IDs forbid.
-    #[error("SPIFFE ID trust domain {authority:?} has user info ('@'); SPIFFE IDs must not carry it")]
+    #[error(
+        "SPIFFE ID trust domain {authority:?} has user info ('@'); SPIFFE IDs must not carry it"
+    )]
     HasUserInfo {
         /// The authority as written.
         authority: String,

@@ -257,8 +257,14 @@ mod tests {
     #[test]
     fn each_violation_has_its_own_error() {
         assert_eq!(err(""), SpiffeIdError::Empty);
-        assert!(matches!(err("https://example.org/a"), SpiffeIdError::WrongScheme { .. }));
-        assert!(matches!(err("spiffe:/example.org/a"), SpiffeIdError::WrongScheme { .. }));
+        assert!(matches!(
+            err("https://example.org/a"),
+            SpiffeIdError::WrongScheme { .. }
+        ));
+        assert!(matches!(
+            err("spiffe:/example.org/a"),
+            SpiffeIdError::WrongScheme { .. }
+        ));
         assert_eq!(
             err("SPIFFE://example.org/a"),
             SpiffeIdError::SchemeNotLowercase {
@@ -267,26 +273,53 @@ mod tests {
         );
         assert_eq!(err("spiffe:///a"), SpiffeIdError::MissingTrustDomain);
         assert_eq!(err("spiffe://"), SpiffeIdError::MissingTrustDomain);
-        assert!(matches!(err("spiffe://example.org:8080/a"), SpiffeIdError::HasPort { .. }));
-        assert!(matches!(err("spiffe://u@example.org/a"), SpiffeIdError::HasUserInfo { .. }));
+        assert!(matches!(
+            err("spiffe://example.org:8080/a"),
+            SpiffeIdError::HasPort { .. }
+        ));
+        assert!(matches!(
+            err("spiffe://u@example.org/a"),
+            SpiffeIdError::HasUserInfo { .. }
+        ));
         assert!(matches!(
             err("spiffe://Example.org/a"),
             SpiffeIdError::BadTrustDomainChar { character: 'E', .. }
         ));
         assert_eq!(err("spiffe://example.org/a?x=1"), SpiffeIdError::HasQuery);
-        assert_eq!(err("spiffe://example.org/a#frag"), SpiffeIdError::HasFragment);
-        assert!(matches!(err("spiffe://example.org/a//b"), SpiffeIdError::EmptySegment { .. }));
-        assert!(matches!(err("spiffe://example.org/a/./b"), SpiffeIdError::DotSegment { .. }));
-        assert!(matches!(err("spiffe://example.org/a/.."), SpiffeIdError::DotSegment { .. }));
-        assert!(matches!(err("spiffe://example.org/a/"), SpiffeIdError::TrailingSlash { .. }));
-        assert!(matches!(err("spiffe://example.org/"), SpiffeIdError::TrailingSlash { .. }));
+        assert_eq!(
+            err("spiffe://example.org/a#frag"),
+            SpiffeIdError::HasFragment
+        );
+        assert!(matches!(
+            err("spiffe://example.org/a//b"),
+            SpiffeIdError::EmptySegment { .. }
+        ));
+        assert!(matches!(
+            err("spiffe://example.org/a/./b"),
+            SpiffeIdError::DotSegment { .. }
+        ));
+        assert!(matches!(
+            err("spiffe://example.org/a/.."),
+            SpiffeIdError::DotSegment { .. }
+        ));
+        assert!(matches!(
+            err("spiffe://example.org/a/"),
+            SpiffeIdError::TrailingSlash { .. }
+        ));
+        assert!(matches!(
+            err("spiffe://example.org/"),
+            SpiffeIdError::TrailingSlash { .. }
+        ));
         assert!(matches!(
             err("spiffe://example.org/a b"),
             SpiffeIdError::BadPathChar { character: ' ', .. }
         ));
         assert!(matches!(
             err("spiffe://example.org/caf\u{e9}"),
-            SpiffeIdError::BadPathChar { character: '\u{e9}', .. }
+            SpiffeIdError::BadPathChar {
+                character: '\u{e9}',
+                ..
+            }
         ));
         let long = format!("spiffe://example.org/{}", "a".repeat(2048));
         assert!(matches!(err(&long), SpiffeIdError::TooLong { .. }));

@@ -69,9 +69,7 @@ impl FromStr for TrustDomain {
         if s.contains("://") {
             let id: super::SpiffeId = s.parse()?;
             if !id.path().is_empty() {
-                return Err(SpiffeIdError::WrongScheme {
-                    input: excerpt(s),
-                });
+                return Err(SpiffeIdError::WrongScheme { input: excerpt(s) });
             }
             return Ok(id.trust_domain());
         }
@@ -91,6 +89,13 @@ impl fmt::Debug for TrustDomain {
     }
 }
 
+/// Lets maps keyed by `TrustDomain` be searched with a `&str` (hashing agrees: both hash the text).
+impl std::borrow::Borrow<str> for TrustDomain {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl AsRef<str> for TrustDomain {
     fn as_ref(&self) -> &str {
         &self.0
@@ -103,9 +108,15 @@ mod tests {
 
     #[test]
     fn accepts_bare_and_uri_forms() {
-        assert_eq!("example.org".parse::<TrustDomain>().unwrap().as_str(), "example.org");
         assert_eq!(
-            "spiffe://cluster.local".parse::<TrustDomain>().unwrap().as_str(),
+            "example.org".parse::<TrustDomain>().unwrap().as_str(),
+            "example.org"
+        );
+        assert_eq!(
+            "spiffe://cluster.local"
+                .parse::<TrustDomain>()
+                .unwrap()
+                .as_str(),
             "cluster.local"
         );
     }

@@ -1,0 +1,84 @@
+//! The facts about a certificate that SPIFFE cares about, read once with x509-parser.
+
+use mesh_core::SpiffeId;
+use rustls_pki_types::{CertificateDer, UnixTime};
+use x509_parser::{extensions::GeneralName, prelude::X509Certificate};
+
+/// What SPIFFE verification needs to know about one certificate.
+#[derive(Debug, Clone)]
+pub(crate) struct CertFacts {
+    pub(crate) uri_sans: Vec<String>,
+    pub(crate) is_ca: bool,
+    /// `None` when the certificate has no keyUsage extension.
+    pub(crate) digital_signature: Option<bool>,
+    pub(crate) not_before: UnixTime,
+    pub(crate) not_after: UnixTime,
+    pub(crate) subject: String,
+    pub(crate) issuer: String,
+    pub(crate) serial: String,
+}
+
+pub(crate) fn parse(der: &CertificateDer<'_>) -> Result<CertFacts, String> {
+    let (rest, cert) =
+        x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| e.to_string())?;
+    if !rest.is_empty() {
+        return Err(format!(
+            "{} trailing bytes after the certificate",
+            rest.len()
+        ));
+    }
+    facts(&cert)
+}
+
+fn facts(cert: &X509Certificate<'_>) -> Result<CertFacts, String> {
+    let uri_sans = match cert.subject_alternative_name().map_err(|e| e.to_string())? {
+        Some(ext) => ext
+            .value
+            .general_names
+            .iter()
+            .filter_map(|name| match name {
+                GeneralName::URI(uri) => Some((*uri).to_owned()),
+                _ => None,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let digital_signature = cert
+        .key_usage()
+        .map_err(|e| e.to_string())?
+        .map(|ku| ku.value.digital_signature());
+    let validity = cert.validity();
+    Ok(CertFacts {
+        uri_sans,
+        is_ca: cert.is_ca(),
+        digital_signature,
+        not_before: unix(validity.not_before.timestamp()),
+        not_after: unix(validity.not_after.timestamp()),
+        subject: cert.subject().to_string(),
+        issuer: cert.issuer().to_string(),
+        serial: cert.raw_serial_as_string(),
+    })
+}
+
+fn unix(secs: i64) -> UnixTime {
+    UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs.max(0) as u64))
+}
+
+/// The single SPIFFE ID of a leaf, or why it has none.
+pub(crate) enum LeafId {
+    One(SpiffeId),
+    None,
+    Many(usize),
+    Invalid(String, mesh_core::SpiffeIdError),
+}
+
+pub(crate) fn leaf_id(facts: &CertFacts) -> LeafId {
+    match facts.uri_sans.as_slice() {
+        [] => LeafId::None,
+        [san] => match san.parse() {
+            Ok(id) => LeafId::One(id),
+            Err(e) => LeafId::Invalid(san.clone(), e),
+        },
+        many => LeafId::Many(many.len()),
+    }
+}

@@ -107,9 +107,18 @@ impl DevCa {
         params
             .distinguished_name
             .push(DnType::OrganizationName, "mesh development CA");
+        // A per-root suffix tells roots of the same trust domain apart in `cert inspect` output
+        // and lets verifiers report "unknown issuer" rather than a signature mismatch.
+        let serial = random_serial()?;
+        let tag: String = serial
+            .to_bytes()
+            .iter()
+            .take(4)
+            .map(|b| format!("{b:02x}"))
+            .collect();
         params
             .distinguished_name
-            .push(DnType::CommonName, trust_domain.as_str());
+            .push(DnType::CommonName, format!("{trust_domain} root {tag}"));
         params.subject_alt_names = vec![SanType::URI(
             trust_domain
                 .id_string()
@@ -124,7 +133,7 @@ impl DevCa {
         ];
         params.not_before = offset_time(now, BACKDATE, false)?;
         params.not_after = offset_time(now, ROOT_LIFETIME, true)?;
-        params.serial_number = Some(random_serial()?);
+        params.serial_number = Some(serial);
         let cert = params.self_signed(&key).map_err(gen_err("sign the root"))?;
         let key_pem = key.serialize_pem();
         let cert_der = cert.der().clone();

@@ -134,7 +134,9 @@ impl PeerVerifier {
 fn chain_error(e: webpki::Error, id: &SpiffeId) -> PeerCertError {
     use webpki::Error as W;
     match e {
-        W::UnknownIssuer => PeerCertError::UntrustedRoot,
+        // A same-named issuer whose key did not sign the chain is, to the operator, the same
+        // problem as an unknown issuer: the chain does not lead to a root we trust.
+        W::UnknownIssuer | W::InvalidSignatureForPublicKey => PeerCertError::UntrustedRoot,
         W::CertExpired { .. } | W::InvalidCertValidity => PeerCertError::Expired,
         W::CertNotValidYet { .. } => PeerCertError::NotYetValid,
         #[allow(deprecated)]

@@ -9,7 +9,7 @@ use rustls::{
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use webpki::KeyUsage;
 
-use super::PeerVerifier;
+use super::{AcceptedTrustDomains, PeerVerifier};
 use crate::{ExpectedIdentities, error::PeerCertError};
 
 /// A rustls server-certificate verifier for one expected identity set.
@@ -23,7 +23,13 @@ pub(crate) struct SpiffeServerVerifier {
 }
 
 impl SpiffeServerVerifier {
-    pub(crate) fn new(peer: PeerVerifier, expected: ExpectedIdentities) -> Arc<Self> {
+    /// An explicit expected set is itself the trust-domain decision: naming
+    /// `spiffe://partner.org/...` as the destination accepts partner.org (its bundle must still
+    /// be loaded). Only the "any identity" set falls back to the accepted-trust-domain policy.
+    pub(crate) fn new(mut peer: PeerVerifier, expected: ExpectedIdentities) -> Arc<Self> {
+        if !expected.ids().is_empty() {
+            peer.accepted = AcceptedTrustDomains::AnyWithBundle;
+        }
         Arc::new(Self { peer, expected })
     }
 }

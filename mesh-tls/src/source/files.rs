@@ -90,22 +90,29 @@ impl FileSource {
         let status = Arc::new(Mutex::new(Status::default()));
         let task_status = status.clone();
         let task = tokio::spawn(async move {
-            let mut last = self.snapshot();
+            // `None` makes the first poll load and compare, which closes the window between
+            // whoever loaded `credentials` and this task starting.
+            let mut last = None;
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ticker.tick().await;
             loop {
                 ticker.tick().await;
                 let now = self.snapshot();
-                if now == last {
+                if last.as_ref() == Some(&now) {
                     continue;
                 }
                 match self.load() {
                     Ok((svid, bundles)) => {
-                        credentials.set_bundles(bundles);
-                        credentials.set_svid(svid);
-                        record(&task_status, Ok(()));
-                        last = now;
+                        if !same_bundles(&credentials.bundles(), &bundles) {
+                            credentials.set_bundles(bundles);
+                        }
+                        if credentials.svid().chain() != svid.chain() {
+                            credentials.set_svid(svid);
+                            record(&task_status, Ok(()));
+                        } else {
+                            record_ok_quietly(&task_status);
+                        }
+                        last = Some(now);
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "credential files changed but are not usable yet; keeping the previous SVID");
@@ -124,6 +131,24 @@ impl FileSource {
             .map(|p| pem::read_file(p).ok())
             .collect()
     }
+}
+
+fn same_bundles(a: &BundleSet, b: &BundleSet) -> bool {
+    let mut tds: Vec<_> = a.trust_domains().collect();
+    tds.sort();
+    let mut other: Vec<_> = b.trust_domains().collect();
+    other.sort();
+    tds == other
+        && tds.iter().all(|td| {
+            a.get(td.as_str()).map(|x| x.roots()) == b.get(td.as_str()).map(|x| x.roots())
+        })
+}
+
+fn record_ok_quietly(status: &Mutex<Status>) {
+    status
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .last_error = None;
 }
 
 /// Verifies that an SVID chains to the bundle of its own trust domain.

@@ -1,0 +1,129 @@
+//! The command line as clap types: parsing only, no behaviour.
+//!
+//! Doc comments here are the `--help` text: the first paragraph is the short help (`-h`), the
+//! rest is added by `--help`. Values with rules of their own (trust domains, SPIFFE IDs,
+//! durations) arrive as strings and are validated by the command, so their errors read like every
+//! other meshctl error (`meshctl: invalid --ttl ...`) and name the flag.
+//!
+//! To add a command group (`hbone`, `authz`, `status`, ...): add a variant to [`Command`] with its
+//! own subcommand enum below, a module under `cmd/`, and one arm in `cmd::run`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Operate a service mesh from the shell: development CA, SVIDs, certificate inspection.
+///
+/// Exit status: 0 when all is well, 1 when what was examined has problems, 2 when the command
+/// could not do its job.
+#[derive(Debug, Parser)]
+#[command(name = "meshctl", version, propagate_version = true)]
+pub(crate) struct Cli {
+    /// The command group to run.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The command groups, one per area of the mesh an operator deals with.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create a development CA and issue SVIDs from it.
+    ///
+    /// For machines and tests with no external CA. The CA key is kept in a plain file, so do not
+    /// use it to protect anything that matters.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Examine certificates the way the mesh will judge them.
+    #[command(subcommand)]
+    Cert(CertCommand),
+}
+
+/// `meshctl ca ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum CaCommand {
+    /// Create a CA for one trust domain: writes ca.pem, ca.key and bundle.pem.
+    ///
+    /// ca.key (mode 0600) is what lets anyone issue identities in the trust domain; bundle.pem
+    /// is what workloads need in order to trust them.
+    Init(CaInitArgs),
+    /// Issue an SVID from a CA: writes svid.pem, svid.key and bundle.pem.
+    ///
+    /// Each file is replaced atomically, so a workload watching the output directory picks up
+    /// the new SVID without ever reading a half-written file.
+    Issue(CaIssueArgs),
+}
+
+/// Arguments of `meshctl ca init`.
+#[derive(Debug, Args)]
+pub(crate) struct CaInitArgs {
+    /// Trust domain the CA issues for, such as `cluster.local` (or `spiffe://cluster.local`).
+    #[arg(long, value_name = "TRUST_DOMAIN")]
+    pub(crate) trust_domain: String,
+    /// Directory to write the CA into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: PathBuf,
+    /// Replace a CA already in DIR.
+    ///
+    /// Without this meshctl refuses: SVIDs issued by the old CA would stop verifying against the
+    /// new bundle, and the old key would be lost.
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+/// Arguments of `meshctl ca issue`.
+#[derive(Debug, Args)]
+pub(crate) struct CaIssueArgs {
+    /// Directory holding the CA (as written by `meshctl ca init`).
+    #[arg(long = "ca", value_name = "DIR")]
+    pub(crate) ca_dir: PathBuf,
+    /// SPIFFE ID to issue for, such as `spiffe://cluster.local/ns/NS/sa/SA`.
+    ///
+    /// Its trust domain must be the CA's.
+    #[arg(long, value_name = "SPIFFE_ID")]
+    pub(crate) id: String,
+    /// Directory to write the SVID into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: PathBuf,
+    /// How long the SVID stays valid: a whole number with a unit, such as 90s, 30m, 24h, 7d.
+    ///
+    /// Units can be combined (1h30m). Short lifetimes limit the damage of a leaked key; the mesh
+    /// renews SVIDs at half their lifetime.
+    // Hyphen values are let through so `-1h` gets meshctl's explanation, not "unexpected argument".
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "24h",
+        allow_hyphen_values = true
+    )]
+    pub(crate) ttl: String,
+}
+
+/// `meshctl cert ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum CertCommand {
+    /// Show what a PEM file's certificates say and what would stop them working as SVIDs.
+    ///
+    /// The first certificate is judged as an SVID leaf (unless it is a CA), the rest as its
+    /// chain. Exit status 1 means at least one certificate has problems.
+    Inspect(CertInspectArgs),
+}
+
+/// Arguments of `meshctl cert inspect`.
+#[derive(Debug, Args)]
+pub(crate) struct CertInspectArgs {
+    /// PEM file to inspect (svid.pem, ca.pem, bundle.pem, ...).
+    #[arg(value_name = "FILE")]
+    pub(crate) file: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,134 @@
+//! One inbound CONNECT: validate, authorize, reach the target, answer, then carry bytes.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use h2::server::SendResponse;
+use http::{Method, Request, Response, StatusCode};
+use mesh_core::SpiffeId;
+
+use super::{Delivery, ForwardTo, InboundRequest, InboundTunnel, Shared, Verdict};
+use crate::{hbone::H2Stream, net};
+
+/// Buffer size for each direction of a forwarded tunnel; large enough for h2's big DATA frames.
+const COPY_BUFFER: usize = 64 * 1024;
+
+/// Facts about the connection a stream arrived on.
+#[derive(Clone, Debug)]
+pub(crate) struct ConnInfo {
+    pub(crate) peer: SpiffeId,
+    pub(crate) peer_addr: SocketAddr,
+    pub(crate) local_addr: SocketAddr,
+}
+
+fn respond(mut respond: SendResponse<Bytes>, status: StatusCode, why: &str) {
+    tracing::debug!(%status, why, "refusing HBONE CONNECT");
+    let response = Response::builder().status(status).body(()).unwrap_or_default();
+    if respond.send_response(response, true).is_err() {
+        tracing::debug!("client went away before the refusal was sent");
+    }
+}
+
+/// Handles one stream to completion.
+pub(crate) async fn handle(
+    request: Request<h2::RecvStream>,
+    responder: SendResponse<Bytes>,
+    conn: ConnInfo,
+    shared: Arc<Shared>,
+) {
+    if request.method() != Method::CONNECT {
+        return respond(responder, StatusCode::BAD_REQUEST, "not a CONNECT");
+    }
+    let Some(target) = request
+        .uri()
+        .authority()
+        .and_then(|a| a.as_str().parse::<SocketAddr>().ok())
+    else {
+        return respond(responder, StatusCode::BAD_REQUEST, "authority is not ip:port");
+    };
+    if target.ip().to_canonical() != conn.local_addr.ip().to_canonical() {
+        return respond(
+            responder,
+            StatusCode::BAD_REQUEST,
+            "authority IP is not the address this connection arrived on",
+        );
+    }
+    if shared.own_ports.contains(&target.port()) {
+        return respond(responder, StatusCode::SERVICE_UNAVAILABLE, "target is one of the mesh's own ports");
+    }
+    let verdict = shared.policy.load().check(&InboundRequest {
+        peer: &conn.peer,
+        peer_addr: conn.peer_addr,
+        local_addr: conn.local_addr,
+        target,
+        headers: request.headers(),
+    });
+    if let Verdict::Deny(reason) = verdict {
+        tracing::info!(peer = %conn.peer, %target, reason, "HBONE tunnel denied by policy");
+        return respond(responder, StatusCode::UNAUTHORIZED, "denied by policy");
+    }
+
+    match &shared.delivery {
+        Delivery::Forward(forward) => {
+            let upstream_addr = match forward {
+                ForwardTo::Authority => Some(target),
+                ForwardTo::Fixed(addr) => Some(*addr),
+                ForwardTo::ByPort(map) => map.get(&target.port()).copied(),
+            };
+            let Some(upstream_addr) = upstream_addr else {
+                return respond(responder, StatusCode::SERVICE_UNAVAILABLE, "no target for this port");
+            };
+            let upstream = match net::dial(upstream_addr, shared.upstream_connect_timeout).await {
+                Ok(tcp) => tcp,
+                Err(e) => {
+                    tracing::info!(%upstream_addr, error = %e, "HBONE target unreachable");
+                    return respond(responder, StatusCode::SERVICE_UNAVAILABLE, "target unreachable");
+                }
+            };
+            let Some(stream) = accept(request, responder, &shared) else { return };
+            bridge(stream, upstream).await;
+        }
+        Delivery::Handler(handler) => {
+            let headers = request.headers().clone();
+            let Some(stream) = accept(request, responder, &shared) else { return };
+            handler(InboundTunnel {
+                peer: conn.peer,
+                peer_addr: conn.peer_addr,
+                target,
+                headers,
+                stream,
+            });
+        }
+    }
+}
+
+/// Answers 200 and turns the HTTP/2 stream into a byte stream.
+fn accept(
+    request: Request<h2::RecvStream>,
+    mut responder: SendResponse<Bytes>,
+    shared: &Shared,
+) -> Option<H2Stream> {
+    let mut response = Response::builder().status(StatusCode::OK);
+    if let Some(baggage) = &shared.baggage {
+        response = response.header("baggage", baggage.as_str());
+    }
+    let response = response.body(()).unwrap_or_default();
+    match responder.send_response(response, false) {
+        Ok(send) => Some(H2Stream::new(send, request.into_body())),
+        Err(e) => {
+            tracing::debug!(error = %e, "client went away before the tunnel was established");
+            None
+        }
+    }
+}
+
+/// Copies both ways until both sides finish. A reset or error on either side resets the other
+/// (RST_STREAM towards the client, TCP RST towards the target), as ztunnel maps them.
+async fn bridge(mut stream: H2Stream, mut upstream: tokio::net::TcpStream) {
+    let copy = tokio::io::copy_bidirectional_with_sizes(&mut stream, &mut upstream, COPY_BUFFER, COPY_BUFFER);
+    if let Err(e) = copy.await {
+        tracing::debug!(error = %e, "tunnel ended abnormally; resetting both sides");
+        stream.reset();
+        let _ = socket2::SockRef::from(&upstream).set_linger(Some(Duration::ZERO));
+    }
+}

@@ -1,0 +1,167 @@
+//! An HTTP/2 stream presented as a byte stream: what an HBONE tunnel is to its users.
+
+use std::{
+    fmt, io,
+    pin::Pin,
+    task::{Context, Poll, ready},
+};
+
+use bytes::{Buf, Bytes};
+use h2::{RecvStream, SendStream};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// A bidirectional byte stream carried by one HTTP/2 stream (an HBONE tunnel).
+///
+/// - Reads return the DATA frames' bytes; the peer's END_STREAM is end-of-file.
+/// - `shutdown()` sends END_STREAM (TCP FIN), leaving the read side open: half-close works
+///   both ways.
+/// - A peer's RST_STREAM surfaces as `io::ErrorKind::ConnectionReset`; dropping the stream before
+///   shutting it down resets it (CANCEL), which the peer sees as a reset.
+///
+/// Flow-control capacity is released as the application reads, so a reader that stops reading
+/// stops the sender at the stream window (4 MiB) without stalling other streams.
+pub struct H2Stream {
+    send: SendStream<Bytes>,
+    recv: RecvStream,
+    /// Data received but not yet handed to the reader.
+    pending: Bytes,
+    write_closed: bool,
+    /// Dropped when the stream is, so a pool can count open streams.
+    _guard: Option<Box<dyn Send + Sync>>,
+}
+
+impl H2Stream {
+    pub(crate) fn new(send: SendStream<Bytes>, recv: RecvStream) -> Self {
+        Self {
+            send,
+            recv,
+            pending: Bytes::new(),
+            write_closed: false,
+            _guard: None,
+        }
+    }
+
+    pub(crate) fn with_guard(mut self, guard: Box<dyn Send + Sync>) -> Self {
+        self._guard = Some(guard);
+        self
+    }
+
+    /// Resets the stream with CANCEL, as a TCP RST would (the peer sees a reset, not EOF).
+    pub fn reset(&mut self) {
+        self.send.send_reset(h2::Reason::CANCEL);
+        self.write_closed = true;
+    }
+}
+
+fn h2_to_io(e: h2::Error) -> io::Error {
+    if e.is_io() {
+        return e.into_io().unwrap_or_else(|| io::Error::other("HTTP/2 I/O error"));
+    }
+    let kind = match e.reason() {
+        Some(h2::Reason::CANCEL | h2::Reason::STREAM_CLOSED) => io::ErrorKind::ConnectionReset,
+        Some(h2::Reason::NO_ERROR) if e.is_go_away() => io::ErrorKind::ConnectionAborted,
+        Some(_) if e.is_reset() => io::ErrorKind::ConnectionReset,
+        Some(_) if e.is_go_away() => io::ErrorKind::ConnectionAborted,
+        _ => io::ErrorKind::BrokenPipe,
+    };
+    io::Error::new(kind, e)
+}
+
+impl AsyncRead for H2Stream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.pending.is_empty() {
+            match ready!(self.recv.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    // Give the window back now: we own the bytes, the sender may continue.
+                    let _ = self.recv.flow_control().release_capacity(data.len());
+                    self.pending = data;
+                }
+                Some(Err(e)) => return Poll::Ready(Err(h2_to_io(e))),
+                None => return Poll::Ready(Ok(())),
+            }
+        }
+        let n = self.pending.len().min(buf.remaining());
+        buf.put_slice(&self.pending[..n]);
+        self.pending.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for H2Stream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.write_closed {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the tunnel's write side is already shut down",
+            )));
+        }
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        self.send.reserve_capacity(buf.len());
+        loop {
+            // A reset from the peer ends writing even while we wait for window.
+            if let Poll::Ready(reason) = self.send.poll_reset(cx) {
+                return Poll::Ready(Err(match reason {
+                    Ok(reason) => io::Error::new(
+                        io::ErrorKind::ConnectionReset,
+                        format!("the peer reset the tunnel ({reason})"),
+                    ),
+                    Err(e) => h2_to_io(e),
+                }));
+            }
+            match ready!(self.send.poll_capacity(cx)) {
+                Some(Ok(0)) => continue,
+                Some(Ok(n)) => {
+                    let n = n.min(buf.len());
+                    self.send
+                        .send_data(Bytes::copy_from_slice(&buf[..n]), false)
+                        .map_err(h2_to_io)?;
+                    return Poll::Ready(Ok(n));
+                }
+                Some(Err(e)) => return Poll::Ready(Err(h2_to_io(e))),
+                None => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::BrokenPipe,
+                        "the tunnel's stream is closed",
+                    )));
+                }
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // h2 hands data to the connection task as soon as it has window; nothing is held here.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.write_closed {
+            return Poll::Ready(Ok(()));
+        }
+        self.write_closed = true;
+        match self.send.send_data(Bytes::new(), true) {
+            Ok(()) => Poll::Ready(Ok(())),
+            // Already closed by a reset: shutting down is moot, not an error worth surfacing.
+            Err(e) if e.is_reset() => Poll::Ready(Ok(())),
+            Err(e) => Poll::Ready(Err(h2_to_io(e))),
+        }
+    }
+}
+
+impl fmt::Debug for H2Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("H2Stream")
+            .field("stream_id", &self.send.stream_id().as_u32())
+            .field("write_closed", &self.write_closed)
+            .finish_non_exhaustive()
+    }
+}

@@ -12,7 +12,10 @@
 //! Non-goals: certificate handling (`mesh-tls`) and policy decisions (`mesh-policy`); this crate
 //! wires them in.
 #![forbid(unsafe_code)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod hbone;
 mod net;

@@ -9,7 +9,12 @@ use tokio::net::TcpStream;
 pub(crate) async fn dial(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, io::Error> {
     let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("no answer within {timeout:?}")))??;
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer within {timeout:?}"),
+            )
+        })??;
     stream.set_nodelay(true)?;
     Ok(stream)
 }

@@ -150,7 +150,12 @@ impl HboneClient {
     pub fn new(tls: MeshTls, config: HboneClientConfig) -> Self {
         let mut workload = config.workload.clone();
         if workload.namespace.is_none() {
-            workload.namespace = tls.credentials().svid().spiffe_id().namespace().map(str::to_owned);
+            workload.namespace = tls
+                .credentials()
+                .svid()
+                .spiffe_id()
+                .namespace()
+                .map(str::to_owned);
         }
         let inner = Arc::new(Inner {
             baggage: workload.baggage(),
@@ -190,7 +195,8 @@ impl HboneClient {
             forwarded_for,
             options,
         )?;
-        conn.open_stream(slot, request, self.inner.timeouts.response).await
+        conn.open_stream(slot, request, self.inner.timeouts.response)
+            .await
     }
 
     /// The verified identity of the server a tunnel would use, opening a connection if needed.
@@ -209,7 +215,11 @@ impl HboneClient {
             addr: dest.hbone_addr,
         };
         let entry = {
-            let mut pool = self.inner.pool.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut pool = self
+                .inner
+                .pool
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             pool.entry(key).or_default().clone()
         };
         if let Some(slot) = reserve(&entry) {
@@ -268,7 +278,11 @@ impl HboneClient {
 
     /// Pool counters.
     pub fn stats(&self) -> PoolStats {
-        let pool = self.inner.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        let pool = self
+            .inner
+            .pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let mut stats = PoolStats {
             connections_opened: self.inner.opened.load(Ordering::Relaxed),
             ..PoolStats::default()
@@ -286,7 +300,11 @@ impl HboneClient {
     /// Closes every pooled connection and refuses new tunnels. Open tunnels are reset.
     pub fn close(&self) {
         self.inner.shutdown.cancel();
-        self.inner.pool.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self.inner
+            .pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     /// The TLS endpoint this client presents.
@@ -306,7 +324,8 @@ fn spawn_reaper(inner: std::sync::Weak<Inner>, shutdown: CancellationToken) {
     tokio::spawn(async move {
         loop {
             let period = match inner.upgrade() {
-                Some(i) => (i.config.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(30)),
+                Some(i) => (i.config.idle_timeout / 4)
+                    .clamp(Duration::from_millis(50), Duration::from_secs(30)),
                 None => return,
             };
             tokio::select! {
@@ -319,7 +338,9 @@ fn spawn_reaper(inner: std::sync::Weak<Inner>, shutdown: CancellationToken) {
             let mut pool = inner.pool.lock().unwrap_or_else(PoisonError::into_inner);
             pool.retain(|_, entry| {
                 let mut conns = entry.conns.lock().unwrap_or_else(PoisonError::into_inner);
-                conns.retain(|c| !c.is_closed() && c.idle_for(now).is_none_or(|idle| idle < idle_timeout));
+                conns.retain(|c| {
+                    !c.is_closed() && c.idle_for(now).is_none_or(|idle| idle < idle_timeout)
+                });
                 !conns.is_empty() || Arc::strong_count(entry) > 1
             });
         }

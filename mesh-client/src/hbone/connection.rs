@@ -143,7 +143,10 @@ impl Connection {
         if self.active_streams() > 0 {
             return None;
         }
-        let since = *self.idle_since.lock().unwrap_or_else(PoisonError::into_inner);
+        let since = *self
+            .idle_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         Some(now.saturating_duration_since(since))
     }
 
@@ -159,14 +162,19 @@ impl Connection {
         }
         let limit = self.limit();
         self.active
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
             .ok()
             .map(|_| Slot(self.clone()))
     }
 
     fn release(&self) {
         if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
-            *self.idle_since.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+            *self
+                .idle_since
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Instant::now();
         }
     }
 
@@ -244,7 +252,20 @@ impl Drop for Slot {
     }
 }
 
+/// Classifies an h2 failure. A TLS alert from the server arrives here, not in the handshake:
+/// in TLS 1.3 the server judges our certificate after our side has finished, so its rejection
+/// surfaces on the first read, inside HTTP/2.
 pub(crate) fn http2_error(addr: SocketAddr, e: &h2::Error) -> TunnelError {
+    let tls = e
+        .get_io()
+        .and_then(|io| io.get_ref())
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    if let Some(tls) = tls {
+        return TunnelError::Tls {
+            addr,
+            source: mesh_tls::HandshakeError::from_rustls(tls.clone()),
+        };
+    }
     TunnelError::Http2 {
         addr,
         reason: e.to_string(),

@@ -47,7 +47,9 @@ pub enum TunnelError {
         refused: bool,
     },
     /// 401: the destination's authorization policy denied this tunnel. Not retryable.
-    #[error("{addr} denied the tunnel to {authority} (HTTP 401): its authorization policy rejects our identity")]
+    #[error(
+        "{addr} denied the tunnel to {authority} (HTTP 401): its authorization policy rejects our identity"
+    )]
     Denied {
         /// Where we dialed.
         addr: SocketAddr,
@@ -55,7 +57,9 @@ pub enum TunnelError {
         authority: String,
     },
     /// 503: the destination could not reach the target. Retryable.
-    #[error("{addr} could not reach {authority} (HTTP 503): the target is down, unknown or refused")]
+    #[error(
+        "{addr} could not reach {authority} (HTTP 503): the target is down, unknown or refused"
+    )]
     Unavailable {
         /// Where we dialed.
         addr: SocketAddr,
@@ -63,7 +67,9 @@ pub enum TunnelError {
         authority: String,
     },
     /// 400: the destination found the CONNECT malformed (usually an authority it does not own).
-    #[error("{addr} rejected the CONNECT to {authority} as malformed (HTTP 400); the authority IP must be the address dialed")]
+    #[error(
+        "{addr} rejected the CONNECT to {authority} as malformed (HTTP 400); the authority IP must be the address dialed"
+    )]
     BadRequest {
         /// Where we dialed.
         addr: SocketAddr,

@@ -39,7 +39,10 @@ impl WorkloadInfo {
         let pairs = [
             ("k8s.cluster.name", self.cluster.as_deref()),
             ("k8s.namespace.name", self.namespace.as_deref()),
-            (kind_key.as_deref().unwrap_or("k8s.workload.name"), self.workload_name.as_deref()),
+            (
+                kind_key.as_deref().unwrap_or("k8s.workload.name"),
+                self.workload_name.as_deref(),
+            ),
             ("service.name", self.service_name.as_deref()),
             ("service.version", self.service_version.as_deref()),
             ("cloud.region", self.region.as_deref()),
@@ -104,7 +107,8 @@ pub(crate) fn connect_request(
         .map_err(|e| TunnelError::InvalidRequest(e.to_string()))?;
     let headers = request.headers_mut();
     let value = |s: &str| {
-        HeaderValue::from_str(s).map_err(|e| TunnelError::InvalidRequest(format!("header value {s:?}: {e}")))
+        HeaderValue::from_str(s)
+            .map_err(|e| TunnelError::InvalidRequest(format!("header value {s:?}: {e}")))
     };
     if let Some(b) = baggage {
         headers.insert(HeaderName::from_static("baggage"), value(b)?);
@@ -156,7 +160,10 @@ mod tests {
         assert_eq!(req.method(), Method::CONNECT);
         assert_eq!(req.uri().to_string(), "10.0.0.7:8080");
         assert!(req.uri().scheme().is_none());
-        assert_eq!(req.headers()["forwarded"], "for=\"10.0.0.1:41000\";host=inventory.shop.svc.cluster.local");
+        assert_eq!(
+            req.headers()["forwarded"],
+            "for=\"10.0.0.1:41000\";host=inventory.shop.svc.cluster.local"
+        );
         assert_eq!(req.headers()["baggage"], "k8s.namespace.name=shop");
         let tp = req.headers()["traceparent"].to_str().unwrap();
         assert_eq!(tp.len(), 55);

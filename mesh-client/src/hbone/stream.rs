@@ -55,7 +55,9 @@ impl H2Stream {
 
 fn h2_to_io(e: h2::Error) -> io::Error {
     if e.is_io() {
-        return e.into_io().unwrap_or_else(|| io::Error::other("HTTP/2 I/O error"));
+        return e
+            .into_io()
+            .unwrap_or_else(|| io::Error::other("HTTP/2 I/O error"));
     }
     let kind = match e.reason() {
         Some(h2::Reason::CANCEL | h2::Reason::STREAM_CLOSED) => io::ErrorKind::ConnectionReset,

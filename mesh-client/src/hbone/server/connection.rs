@@ -40,7 +40,9 @@ pub(crate) async fn serve(tcp: TcpStream, peer_addr: SocketAddr, shared: Arc<Sha
 
 async fn serve_inner(tcp: TcpStream, peer_addr: SocketAddr, shared: &Arc<Shared>) {
     let _ = tcp.set_nodelay(true);
-    let Ok(local_addr) = tcp.local_addr() else { return };
+    let Ok(local_addr) = tcp.local_addr() else {
+        return;
+    };
     let (tls, peer) = match shared.tls.accept(tcp).await {
         Ok(accepted) => accepted,
         Err(e) => {
@@ -85,7 +87,8 @@ async fn serve_inner(tcp: TcpStream, peer_addr: SocketAddr, shared: &Arc<Shared>
         };
         loop {
             tokio::time::sleep(config.keepalive_interval).await;
-            match tokio::time::timeout(config.keepalive_timeout, pp.ping(h2::Ping::opaque())).await {
+            match tokio::time::timeout(config.keepalive_timeout, pp.ping(h2::Ping::opaque())).await
+            {
                 Ok(Ok(_)) => {}
                 _ => return,
             }
@@ -93,7 +96,8 @@ async fn serve_inner(tcp: TcpStream, peer_addr: SocketAddr, shared: &Arc<Shared>
     };
     tokio::pin!(keepalive);
     let mut idle_since = Some(Instant::now());
-    let mut idle_check = tokio::time::interval(config.idle_timeout.min(std::time::Duration::from_secs(1)));
+    let mut idle_check =
+        tokio::time::interval(config.idle_timeout.min(std::time::Duration::from_secs(1)));
     let mut draining = false;
     loop {
         tokio::select! {

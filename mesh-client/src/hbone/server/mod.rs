@@ -161,7 +161,11 @@ pub struct HboneServer {
 
 impl HboneServer {
     /// Binds `config.listen` and starts serving on the current tokio runtime.
-    pub async fn bind(tls: MeshTls, config: HboneServerConfig, delivery: Delivery) -> io::Result<Self> {
+    pub async fn bind(
+        tls: MeshTls,
+        config: HboneServerConfig,
+        delivery: Delivery,
+    ) -> io::Result<Self> {
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
         let mut own_ports: HashSet<u16> = config.own_ports.iter().copied().collect();
@@ -213,7 +217,10 @@ impl HboneServer {
         self.accept_stop.cancel();
         self.shared.drain.cancel();
         self.shared.tasks.close();
-        if tokio::time::timeout(deadline, self.shared.tasks.wait()).await.is_ok() {
+        if tokio::time::timeout(deadline, self.shared.tasks.wait())
+            .await
+            .is_ok()
+        {
             return 0;
         }
         let cut = self.shared.tunnels.load(Ordering::Relaxed);
@@ -249,7 +256,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Cancellat
         match accepted {
             Ok((tcp, peer_addr)) => {
                 let shared2 = shared.clone();
-                shared.tasks.spawn(connection::serve(tcp, peer_addr, shared2));
+                shared
+                    .tasks
+                    .spawn(connection::serve(tcp, peer_addr, shared2));
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.

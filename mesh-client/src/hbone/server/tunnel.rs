@@ -23,7 +23,10 @@ pub(crate) struct ConnInfo {
 
 fn respond(mut respond: SendResponse<Bytes>, status: StatusCode, why: &str) {
     tracing::debug!(%status, why, "refusing HBONE CONNECT");
-    let response = Response::builder().status(status).body(()).unwrap_or_default();
+    let response = Response::builder()
+        .status(status)
+        .body(())
+        .unwrap_or_default();
     if respond.send_response(response, true).is_err() {
         tracing::debug!("client went away before the refusal was sent");
     }
@@ -44,7 +47,11 @@ pub(crate) async fn handle(
         .authority()
         .and_then(|a| a.as_str().parse::<SocketAddr>().ok())
     else {
-        return respond(responder, StatusCode::BAD_REQUEST, "authority is not ip:port");
+        return respond(
+            responder,
+            StatusCode::BAD_REQUEST,
+            "authority is not ip:port",
+        );
     };
     if target.ip().to_canonical() != conn.local_addr.ip().to_canonical() {
         return respond(
@@ -54,7 +61,11 @@ pub(crate) async fn handle(
         );
     }
     if shared.own_ports.contains(&target.port()) {
-        return respond(responder, StatusCode::SERVICE_UNAVAILABLE, "target is one of the mesh's own ports");
+        return respond(
+            responder,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "target is one of the mesh's own ports",
+        );
     }
     let verdict = shared.policy.load().check(&InboundRequest {
         peer: &conn.peer,
@@ -76,21 +87,33 @@ pub(crate) async fn handle(
                 ForwardTo::ByPort(map) => map.get(&target.port()).copied(),
             };
             let Some(upstream_addr) = upstream_addr else {
-                return respond(responder, StatusCode::SERVICE_UNAVAILABLE, "no target for this port");
+                return respond(
+                    responder,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no target for this port",
+                );
             };
             let upstream = match net::dial(upstream_addr, shared.upstream_connect_timeout).await {
                 Ok(tcp) => tcp,
                 Err(e) => {
                     tracing::info!(%upstream_addr, error = %e, "HBONE target unreachable");
-                    return respond(responder, StatusCode::SERVICE_UNAVAILABLE, "target unreachable");
+                    return respond(
+                        responder,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "target unreachable",
+                    );
                 }
             };
-            let Some(stream) = accept(request, responder, &shared) else { return };
+            let Some(stream) = accept(request, responder, &shared) else {
+                return;
+            };
             bridge(stream, upstream).await;
         }
         Delivery::Handler(handler) => {
             let headers = request.headers().clone();
-            let Some(stream) = accept(request, responder, &shared) else { return };
+            let Some(stream) = accept(request, responder, &shared) else {
+                return;
+            };
             handler(InboundTunnel {
                 peer: conn.peer,
                 peer_addr: conn.peer_addr,
@@ -125,7 +148,12 @@ fn accept(
 /// Copies both ways until both sides finish. A reset or error on either side resets the other
 /// (RST_STREAM towards the client, TCP RST towards the target), as ztunnel maps them.
 async fn bridge(mut stream: H2Stream, mut upstream: tokio::net::TcpStream) {
-    let copy = tokio::io::copy_bidirectional_with_sizes(&mut stream, &mut upstream, COPY_BUFFER, COPY_BUFFER);
+    let copy = tokio::io::copy_bidirectional_with_sizes(
+        &mut stream,
+        &mut upstream,
+        COPY_BUFFER,
+        COPY_BUFFER,
+    );
     if let Err(e) = copy.await {
         tracing::debug!(error = %e, "tunnel ended abnormally; resetting both sides");
         stream.reset();

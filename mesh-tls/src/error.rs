@@ -279,6 +279,18 @@ impl HandshakeError {
         if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
             return Self::from_rustls(tls.clone());
         }
+        // Layers above TLS (HTTP/2 shares one connection error among its streams) re-create
+        // the io::Error from its message, dropping the typed rustls error. Recover the alert.
+        if let Some(alert) = err
+            .to_string()
+            .strip_prefix("received fatal alert: ")
+            .and_then(alert_from_name)
+        {
+            return Self::RejectedByPeer {
+                alert,
+                hint: alert_hint(alert),
+            };
+        }
         Self::Io(err)
     }
 
@@ -319,6 +331,29 @@ impl HandshakeError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Timeout { .. } | Self::Io(_))
     }
+}
+
+/// Parses the `Debug` name rustls prints for an alert (for example `UnknownCA`).
+fn alert_from_name(name: &str) -> Option<AlertDescription> {
+    use AlertDescription as A;
+    Some(match name.trim() {
+        "UnknownCA" => A::UnknownCA,
+        "CertificateUnknown" => A::CertificateUnknown,
+        "CertificateExpired" => A::CertificateExpired,
+        "CertificateRequired" => A::CertificateRequired,
+        "CertificateRevoked" => A::CertificateRevoked,
+        "BadCertificate" => A::BadCertificate,
+        "UnsupportedCertificate" => A::UnsupportedCertificate,
+        "HandshakeFailure" => A::HandshakeFailure,
+        "AccessDenied" => A::AccessDenied,
+        "DecryptError" => A::DecryptError,
+        "DecodeError" => A::DecodeError,
+        "IllegalParameter" => A::IllegalParameter,
+        "NoApplicationProtocol" => A::NoApplicationProtocol,
+        "ProtocolVersion" => A::ProtocolVersion,
+        "InternalError" => A::InternalError,
+        _ => return None,
+    })
 }
 
 fn alert_hint(alert: AlertDescription) -> &'static str {

@@ -256,15 +256,18 @@ impl Drop for Slot {
 /// in TLS 1.3 the server judges our certificate after our side has finished, so its rejection
 /// surfaces on the first read, inside HTTP/2.
 pub(crate) fn http2_error(addr: SocketAddr, e: &h2::Error) -> TunnelError {
-    let tls = e
-        .get_io()
-        .and_then(|io| io.get_ref())
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-    if let Some(tls) = tls {
-        return TunnelError::Tls {
-            addr,
-            source: mesh_tls::HandshakeError::from_rustls(tls.clone()),
+    if let Some(io) = e.get_io() {
+        let copy = match io.get_ref() {
+            Some(inner) => match inner.downcast_ref::<rustls::Error>() {
+                Some(tls) => std::io::Error::new(io.kind(), tls.clone()),
+                None => std::io::Error::new(io.kind(), inner.to_string()),
+            },
+            None => std::io::Error::from(io.kind()),
         };
+        match mesh_tls::HandshakeError::from_io(copy) {
+            mesh_tls::HandshakeError::Io(_) => {}
+            source => return TunnelError::Tls { addr, source },
+        }
     }
     TunnelError::Http2 {
         addr,

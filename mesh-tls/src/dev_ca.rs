@@ -50,6 +50,7 @@ const ROOT_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// A self-signed root that issues SVIDs for one trust domain.
 pub struct DevCa {
     trust_domain: TrustDomain,
+    not_after: rustls_pki_types::UnixTime,
     issuer: Issuer<'static, KeyPair>,
     cert_der: CertificateDer<'static>,
     key_pem: String,
@@ -138,8 +139,15 @@ impl DevCa {
         let key_pem = key.serialize_pem();
         let cert_der = cert.der().clone();
         let bundle = TrustBundle::new(trust_domain.clone(), vec![cert_der.clone()])?;
+        let not_after = x509::parse(&cert_der)
+            .map_err(|reason| CaError::Generate {
+                action: "read back the root",
+                reason,
+            })?
+            .not_after;
         Ok(Self {
             trust_domain,
+            not_after,
             issuer: Issuer::new(params, key),
             cert_der,
             key_pem,
@@ -181,6 +189,7 @@ impl DevCa {
         let bundle = TrustBundle::new(trust_domain.clone(), vec![cert_der.clone()])?;
         Ok(Self {
             trust_domain,
+            not_after: facts.not_after,
             issuer,
             cert_der,
             key_pem: key_pem.to_owned(),
@@ -212,6 +221,11 @@ impl DevCa {
     /// The trust domain this CA issues for.
     pub fn trust_domain(&self) -> &TrustDomain {
         &self.trust_domain
+    }
+
+    /// When the root expires; no SVID it issues may outlive it.
+    pub fn not_after(&self) -> rustls_pki_types::UnixTime {
+        self.not_after
     }
 
     /// The root certificate, PEM-encoded.

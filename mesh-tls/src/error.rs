@@ -399,6 +399,22 @@ pub enum CaError {
         /// The requested ID.
         id: SpiffeId,
     },
+    /// The requested ID names the trust domain itself, not a workload.
+    #[error(
+        "{id} has no path, so it names the whole trust domain; issue SVIDs for workload IDs such as {id}/ns/default/sa/web"
+    )]
+    TrustDomainId {
+        /// The requested ID.
+        id: SpiffeId,
+    },
+    /// The requested lifetime ends after the CA's own certificate does.
+    #[error(
+        "the requested lifetime ends after the CA certificate expires (at {ca_not_after} seconds since the Unix epoch); choose a shorter TTL or a new CA"
+    )]
+    OutlivesCa {
+        /// The CA's notAfter, seconds since the Unix epoch.
+        ca_not_after: u64,
+    },
     /// Reading or writing CA files failed.
     #[error("cannot {action} {path}: {source}")]
     Io {

@@ -33,6 +33,8 @@ pub struct CertReport {
     pub not_after: u64,
     /// Whether it is a CA certificate.
     pub is_ca: bool,
+    /// Why the certificate could not be parsed at all (the other fields are then empty).
+    pub parse_error: Option<String>,
     /// Everything that would make it fail as an SVID leaf (for index 0) or chain member.
     pub problems: Vec<String>,
 }
@@ -87,6 +89,7 @@ pub fn inspect_pem(
                     not_before: facts.not_before.as_secs(),
                     not_after: facts.not_after.as_secs(),
                     is_ca: facts.is_ca,
+                    parse_error: None,
                     problems,
                 }
             }
@@ -101,6 +104,7 @@ pub fn inspect_pem(
                 not_after: 0,
                 is_ca: false,
                 problems: vec![format!("not valid X.509: {reason}")],
+                parse_error: Some(reason),
             },
         })
         .collect())

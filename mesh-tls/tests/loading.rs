@@ -217,3 +217,17 @@ fn dev_ca_refuses_foreign_trust_domain_and_round_trips_through_files() {
     let err = mesh_tls::DevCa::from_pem(&ca.cert_pem(), other.key_pem()).unwrap_err();
     assert!(err.to_string().contains("does not match"), "{err}");
 }
+
+#[test]
+fn dev_ca_refuses_trust_domain_ids_and_lifetimes_beyond_its_own() {
+    let ca = ca("example.org");
+    let err = ca.issue(&id("spiffe://example.org"), HOUR).unwrap_err();
+    assert!(
+        matches!(err, mesh_tls::CaError::TrustDomainId { .. }),
+        "{err}"
+    );
+    let too_long = std::time::Duration::from_secs(20 * 365 * 24 * 3600);
+    let err = ca.issue(&id(ID), too_long).unwrap_err();
+    assert!(matches!(err, mesh_tls::CaError::OutlivesCa { .. }), "{err}");
+    assert!(ca.not_after().as_secs() > rustls_pki_types::UnixTime::now().as_secs());
+}

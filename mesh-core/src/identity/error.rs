@@ -95,6 +95,16 @@ pub enum SpiffeIdError {
         /// The first offending character.
         character: char,
     },
+    /// A trust domain was expected but the input is a SPIFFE ID with a path.
+    #[error(
+        "expected a trust domain, but {input:?} is a workload SPIFFE ID (it has the path {path:?}); pass only the trust domain, such as \"example.org\""
+    )]
+    NotATrustDomain {
+        /// The input (truncated to 64 bytes).
+        input: String,
+        /// Its path.
+        path: String,
+    },
     /// A path passed to a constructor does not start with `/`.
     #[error("SPIFFE ID path {path:?} must start with '/'")]
     NoLeadingSlash {

@@ -69,7 +69,10 @@ impl FromStr for TrustDomain {
         if s.contains("://") {
             let id: super::SpiffeId = s.parse()?;
             if !id.path().is_empty() {
-                return Err(SpiffeIdError::WrongScheme { input: excerpt(s) });
+                return Err(SpiffeIdError::NotATrustDomain {
+                    input: excerpt(s),
+                    path: excerpt(id.path()),
+                });
             }
             return Ok(id.trust_domain());
         }
@@ -138,7 +141,7 @@ mod tests {
         ));
         assert!(matches!(
             "spiffe://example.org/workload".parse::<TrustDomain>(),
-            Err(SpiffeIdError::WrongScheme { .. })
+            Err(SpiffeIdError::NotATrustDomain { .. })
         ));
     }
 }

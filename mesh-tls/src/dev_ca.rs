@@ -256,6 +256,15 @@ impl DevCa {
                 id: id.clone(),
             });
         }
+        if id.path().is_empty() {
+            return Err(CaError::TrustDomainId { id: id.clone() });
+        }
+        let now_secs = rustls_pki_types::UnixTime::now().as_secs();
+        if now_secs.saturating_add(ttl.as_secs()) > self.not_after.as_secs() {
+            return Err(CaError::OutlivesCa {
+                ca_not_after: self.not_after.as_secs(),
+            });
+        }
         let key =
             KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(gen_err("generate a key"))?;
         let now = OffsetDateTime::now_utc();

@@ -18,4 +18,5 @@
 )]
 
 pub mod hbone;
+pub mod http;
 mod net;

@@ -233,7 +233,9 @@ impl Connection {
                 });
             }
         }
-        Ok(H2Stream::new(send_stream, response.into_body()).with_guard(Box::new(slot)))
+        Ok(H2Stream::new(send_stream, response.into_body())
+            .with_peer(self.peer.clone())
+            .with_guard(Box::new(slot)))
     }
 }
 

@@ -26,6 +26,8 @@ pub struct H2Stream {
     /// Data received but not yet handed to the reader.
     pending: Bytes,
     write_closed: bool,
+    /// The verified identity of the workload at the other end.
+    peer: Option<mesh_core::SpiffeId>,
     /// Dropped when the stream is, so a pool can count open streams.
     _guard: Option<Box<dyn Send + Sync>>,
 }
@@ -37,8 +39,19 @@ impl H2Stream {
             recv,
             pending: Bytes::new(),
             write_closed: false,
+            peer: None,
             _guard: None,
         }
+    }
+
+    pub(crate) fn with_peer(mut self, peer: mesh_core::SpiffeId) -> Self {
+        self.peer = Some(peer);
+        self
+    }
+
+    /// The verified SPIFFE ID of the workload at the other end of the tunnel.
+    pub fn peer_identity(&self) -> Option<&mesh_core::SpiffeId> {
+        self.peer.as_ref()
     }
 
     pub(crate) fn with_guard(mut self, guard: Box<dyn Send + Sync>) -> Self {

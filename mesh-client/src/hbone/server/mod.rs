@@ -49,6 +49,9 @@ pub enum Delivery {
     Forward(ForwardTo),
     /// Hand each tunnel to this function (it should spawn; it runs on the connection's task).
     Handler(Arc<dyn Fn(InboundTunnel) + Send + Sync>),
+    /// Serve HTTP/1.1 or HTTP/2 inside each tunnel with a tower service (an axum router, a
+    /// tonic server); see [`HttpService`](crate::http::HttpService).
+    Http(crate::http::HttpService),
 }
 
 impl fmt::Debug for Delivery {
@@ -56,6 +59,7 @@ impl fmt::Debug for Delivery {
         match self {
             Self::Forward(to) => f.debug_tuple("Forward").field(to).finish(),
             Self::Handler(_) => f.write_str("Handler(..)"),
+            Self::Http(_) => f.write_str("Http(..)"),
         }
     }
 }

@@ -109,6 +109,18 @@ pub(crate) async fn handle(
             };
             bridge(stream, upstream).await;
         }
+        Delivery::Http(service) => {
+            let Some(stream) = accept(request, responder, &shared) else {
+                return;
+            };
+            let peer = crate::http::PeerIdentity {
+                id: conn.peer.clone(),
+                addr: conn.peer_addr,
+            };
+            service
+                .serve(stream.with_peer(conn.peer), peer, shared.drain.clone())
+                .await;
+        }
         Delivery::Handler(handler) => {
             let headers = request.headers().clone();
             let Some(stream) = accept(request, responder, &shared) else {

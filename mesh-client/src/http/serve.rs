@@ -1,0 +1,139 @@
+//! Serving a tower HTTP service inside HBONE tunnels.
+
+use std::{fmt, future::Future, net::SocketAddr, pin::Pin, sync::Arc};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, combinators::UnsyncBoxBody};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::conn::auto,
+};
+use mesh_core::SpiffeId;
+use tokio_util::sync::CancellationToken;
+use tower::{Service, ServiceExt};
+
+use super::BoxError;
+use crate::hbone::H2Stream;
+
+/// The caller's verified identity, inserted into every request's extensions.
+///
+/// ```ignore
+/// async fn handler(Extension(peer): Extension<PeerIdentity>) -> String {
+///     format!("hello {}", peer.id)
+/// }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerIdentity {
+    /// The caller's SPIFFE ID, verified in the mTLS handshake.
+    pub id: SpiffeId,
+    /// The caller's TCP address.
+    pub addr: SocketAddr,
+}
+
+type ServeFuture = Pin<
+    Box<
+        dyn Future<
+                Output = Result<Response<UnsyncBoxBody<Bytes, BoxError>>, std::convert::Infallible>,
+            > + Send
+            + 'static,
+    >,
+>;
+type ServeFn = dyn Fn(Request<Incoming>) -> ServeFuture + Send + Sync + 'static;
+
+/// A type-erased HTTP service for [`Delivery::Http`](crate::hbone::Delivery::Http).
+///
+/// Each tunnel is served with HTTP/1.1 or HTTP/2 (detected from the first bytes), and each
+/// request carries a [`PeerIdentity`] extension. When the HBONE server drains, connections inside
+/// tunnels are shut down gracefully too.
+#[derive(Clone)]
+pub struct HttpService {
+    call: Arc<ServeFn>,
+}
+
+impl HttpService {
+    /// Wraps a tower service (an axum `Router`, tonic `Routes`, a `service_fn`).
+    pub fn new<S, B>(service: S) -> Self
+    where
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Self {
+            call: Arc::new(move |request| {
+                let service = service.clone();
+                Box::pin(async move {
+                    // Service errors become 500s here: hyper would otherwise close the whole
+                    // connection, failing every other request multiplexed on it.
+                    Ok(match service.oneshot(request).await {
+                        Ok(response) => {
+                            response.map(|body| body.map_err(Into::into).boxed_unsync())
+                        }
+                        Err(e) => {
+                            let e: BoxError = e.into();
+                            tracing::warn!(error = %e, "HTTP service failed; answering 500");
+                            let mut response = Response::new(
+                                http_body_util::Full::new(Bytes::from_static(b"internal error"))
+                                    .map_err(|never| match never {})
+                                    .boxed_unsync(),
+                            );
+                            *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                            response
+                        }
+                    })
+                })
+            }),
+        }
+    }
+
+    /// Serves one tunnel until the HTTP connection inside it ends.
+    pub(crate) async fn serve(
+        &self,
+        stream: H2Stream,
+        peer: PeerIdentity,
+        drain: CancellationToken,
+    ) {
+        // Run the connection on a task of its own: hyper's connection future is `Send` only for
+        // concrete types, which a spawned, non-generic future gives the compiler.
+        let task = tokio::spawn(serve_connection(self.call.clone(), stream, peer, drain));
+        if let Err(e) = task.await {
+            tracing::warn!(error = %e, "HTTP service task panicked or was cancelled");
+        }
+    }
+}
+
+async fn serve_connection(
+    call: Arc<ServeFn>,
+    stream: H2Stream,
+    peer: PeerIdentity,
+    drain: CancellationToken,
+) {
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(peer.clone());
+        call(request)
+    });
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "HTTP connection inside a tunnel ended with an error");
+            }
+            return;
+        }
+        () = drain.cancelled() => connection.as_mut().graceful_shutdown(),
+    }
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %e, "HTTP connection ended with an error while draining");
+    }
+}
+
+impl fmt::Debug for HttpService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HttpService(..)")
+    }
+}

@@ -207,3 +207,60 @@ async fn a_tunnel_reader_that_never_reads_does_not_block_others() {
     assert_eq!(total, 32 << 20);
     assert_eq!(client.stats().connections_opened, 1);
 }
+
+#[tokio::test]
+async fn resets_are_mapped_in_both_directions() {
+    let mesh = Mesh::new();
+    let client = mesh.client();
+
+    // Client RST_STREAM -> TCP RST at the target.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 16];
+        let first = tcp.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..first], b"hi");
+        tcp.write_all(b"ack").await.unwrap();
+        tx.send(tcp.read(&mut buf).await.map_err(|e| e.kind()))
+            .unwrap();
+    });
+    let server = mesh.forwarding_to(target).await;
+    let mut tunnel = client.connect(&dest(&server, 8080)).await.unwrap();
+    tunnel.write_all(b"hi").await.unwrap();
+    let mut ack = [0u8; 3];
+    tunnel.read_exact(&mut ack).await.unwrap();
+    tunnel.reset();
+    let seen = tokio::time::timeout(STEP, rx).await.unwrap().unwrap();
+    assert_eq!(
+        seen,
+        Err(std::io::ErrorKind::ConnectionReset),
+        "target saw {seen:?}"
+    );
+
+    // TCP RST from the target -> RST_STREAM -> ConnectionReset for the client.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut tcp = tcp;
+        let mut buf = [0u8; 2];
+        tcp.read_exact(&mut buf).await.unwrap();
+        socket2::SockRef::from(&tcp)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(tcp); // abortive close: RST
+    });
+    let server = mesh.forwarding_to(target).await;
+    let mut tunnel = client.connect(&dest(&server, 8080)).await.unwrap();
+    tunnel.write_all(b"go").await.unwrap();
+    let mut buf = [0u8; 1];
+    let result = tokio::time::timeout(STEP, tunnel.read(&mut buf))
+        .await
+        .unwrap();
+    assert_eq!(
+        result.map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionReset)
+    );
+}

@@ -259,3 +259,34 @@ async fn stalled_handshakes_do_not_wedge_the_server() {
         assert_eq!(n, 0, "the server should have closed the stalled connection");
     }
 }
+
+#[tokio::test]
+async fn oversized_headers_are_refused_without_harming_other_clients() {
+    let mesh = Mesh::new();
+    let server = mesh.forwarding_to(echo_server().await).await;
+    let mut send = raw_h2(&mesh, server.local_addr()).await;
+    let huge = "x".repeat(100 * 1024); // over the 64 KiB header list limit
+    let req = Request::builder()
+        .method(Method::CONNECT)
+        .uri("127.0.0.1:8080")
+        .header("x-padding", huge)
+        .body(())
+        .unwrap();
+    let outcome = async {
+        let ready = send.clone().ready().await?;
+        send = ready;
+        let (resp, _body) = send.send_request(req, true)?;
+        resp.await
+    };
+    match tokio::time::timeout(STEP, outcome).await.unwrap() {
+        Ok(response) => assert_ne!(
+            response.status(),
+            StatusCode::OK,
+            "oversized CONNECT was accepted"
+        ),
+        Err(e) => assert!(e.is_reset() || e.is_go_away() || e.is_io(), "{e}"),
+    }
+    // Other clients are unaffected.
+    let mut tunnel = mesh.client().connect(&dest(&server, 8080)).await.unwrap();
+    assert_eq!(round_trip(&mut tunnel, b"fine").await, b"fine");
+}

@@ -12,10 +12,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-/// Operate a service mesh from the shell: development CA, SVIDs, certificate inspection.
+/// Operate a service mesh from the shell: development CA, SVIDs, certificate inspection, HBONE
+/// tunnels.
 ///
-/// Exit status: 0 when all is well, 1 when what was examined has problems, 2 when the command
-/// could not do its job.
+/// Exit status: 0 when all is well, 1 when what was examined has problems or a tunnel failed, 2
+/// when the command could not do its job.
 #[derive(Debug, Parser)]
 #[command(name = "meshctl", version, propagate_version = true)]
 pub(crate) struct Cli {
@@ -36,6 +37,9 @@ pub(crate) enum Command {
     /// Examine certificates the way the mesh will judge them.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// Serve and open HBONE tunnels (HTTP/2 CONNECT over mutual TLS, as Istio's ztunnel).
+    #[command(subcommand)]
+    Hbone(HboneCommand),
 }
 
 /// `meshctl ca ...`
@@ -114,6 +118,94 @@ pub(crate) struct CertInspectArgs {
     /// PEM file to inspect (svid.pem, ca.pem, bundle.pem, ...).
     #[arg(value_name = "FILE")]
     pub(crate) file: PathBuf,
+}
+
+/// `meshctl hbone ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum HboneCommand {
+    /// Accept HBONE tunnels and forward them to a TCP address, or echo their bytes back.
+    ///
+    /// Prints `listening on ADDR as SPIFFE_ID` on stdout once it accepts tunnels, then logs each
+    /// tunnel's verified peer identity to stderr (RUST_LOG sets the level; default info). The
+    /// certificate files are re-read every second, so a rotated SVID is used without a restart.
+    /// SIGINT or SIGTERM drains open tunnels for up to 5 seconds, then exits 0; a second signal
+    /// exits at once.
+    Serve(HboneServeArgs),
+    /// Open one HBONE tunnel and connect it to stdin and stdout, like netcat.
+    ///
+    /// stdin's end half-closes the tunnel (the server sees end-of-file and can still answer);
+    /// meshctl exits 0 once the server has closed its side and everything it sent is written to
+    /// stdout. Exit status 1 means the tunnel failed (refused, denied, unexpected identity,
+    /// reset), 2 that the arguments or files are unusable.
+    Connect(HboneConnectArgs),
+}
+
+/// The workload's own identity: the files `meshctl ca issue` writes.
+#[derive(Debug, Args)]
+pub(crate) struct IdentityArgs {
+    /// The SVID certificate chain, leaf first (svid.pem).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) cert: PathBuf,
+    /// The SVID's private key (svid.key).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) key: PathBuf,
+    /// The trust bundle of the SVID's trust domain (bundle.pem).
+    ///
+    /// Peers are accepted only from that trust domain and only with chains leading to these
+    /// roots.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) bundle: PathBuf,
+}
+
+/// Arguments of `meshctl hbone serve`.
+#[derive(Debug, Args)]
+pub(crate) struct HboneServeArgs {
+    /// Address to accept HBONE on, such as `0.0.0.0:15008` (port 0 picks a free port).
+    ///
+    /// Clients must dial an IP this socket is reachable on and put that same IP in their CONNECT
+    /// authority.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: String,
+    /// This workload's identity.
+    #[command(flatten)]
+    pub(crate) identity: IdentityArgs,
+    /// What to do with the tunnels' bytes.
+    #[command(flatten)]
+    pub(crate) delivery: DeliveryArgs,
+}
+
+/// Where `hbone serve` sends accepted tunnels: exactly one of the options.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub(crate) struct DeliveryArgs {
+    /// Forward every tunnel to this TCP address (`ip:port`), whatever its target port.
+    ///
+    /// When ADDR cannot be reached the client is answered 503.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) forward: Option<String>,
+    /// Send every tunnel's bytes back to its client, then close when the client closes.
+    #[arg(long)]
+    pub(crate) echo: bool,
+}
+
+/// Arguments of `meshctl hbone connect`.
+#[derive(Debug, Args)]
+pub(crate) struct HboneConnectArgs {
+    /// The HBONE address to dial, `ip:port` (HBONE's conventional port is 15008).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) to: String,
+    /// The CONNECT authority, `IP:PORT`: the tunnel's target on the server's side.
+    ///
+    /// HBONE requires IP to be the address dialed with --to (servers answer 400 otherwise);
+    /// PORT is the application port the tunnel is for.
+    #[arg(long, value_name = "IP:PORT")]
+    pub(crate) authority: String,
+    /// The SPIFFE ID the server must present; any other identity is refused.
+    #[arg(long, value_name = "SPIFFE_ID")]
+    pub(crate) expect_id: String,
+    /// This workload's identity (the client certificate).
+    #[command(flatten)]
+    pub(crate) identity: IdentityArgs,
 }
 
 #[cfg(test)]

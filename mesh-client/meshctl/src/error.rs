@@ -1,13 +1,20 @@
 //! Why a meshctl command could not do its job.
 //!
 //! Every variant renders as a complete sentence an operator can act on; `main` prints it as
-//! `meshctl: <message>` and exits with status 2. The library's own errors are kept as sources,
-//! prefixed with what meshctl was doing when they happened.
+//! `meshctl: <message>` and exits with [`Error::exit_status`]: 1 when a tunnel failed on the
+//! network, 2 when the command could not do its job. The library's own errors are kept as
+//! sources, prefixed with what meshctl was doing when they happened.
 
-use std::{io, path::PathBuf};
+use std::{io, net::SocketAddr, path::PathBuf};
 
-use mesh_tls::{CaError, PemError};
+use mesh_client::hbone::TunnelError;
+use mesh_tls::{CaError, PemError, TlsConfigError, source::files::FileSourceError};
 use thiserror::Error;
+
+/// Exit status of a command that could not do its job (bad arguments, unusable files).
+pub(crate) const EXIT_ERROR: u8 = 2;
+/// Exit status of a tunnel that failed on the network (refused, denied, wrong identity, reset).
+pub(crate) const EXIT_TUNNEL: u8 = 1;
 
 /// A command failed.
 #[derive(Debug, Error)]
@@ -71,6 +78,79 @@ pub(crate) enum Error {
     /// Writing the report to stdout failed.
     #[error("cannot write to stdout: {0}")]
     Output(#[source] io::Error),
+    /// The workload's SVID or trust bundle could not be loaded.
+    #[error(
+        "cannot load this workload's identity from --cert {}, --key {} and --bundle {}: {source}",
+        cert.display(), key.display(), bundle.display()
+    )]
+    Identity {
+        /// `--cert`.
+        cert: PathBuf,
+        /// `--key`.
+        key: PathBuf,
+        /// `--bundle`.
+        bundle: PathBuf,
+        /// What is wrong with them (boxed: it is large, and errors travel in every `Result`).
+        source: Box<FileSourceError>,
+    },
+    /// rustls refused the TLS settings.
+    #[error("cannot build the TLS configuration: {0}")]
+    Tls(#[source] TlsConfigError),
+    /// The async runtime, a signal handler or logging could not be set up.
+    #[error("cannot set up {what}: {reason}")]
+    Setup {
+        /// What was being set up.
+        what: &'static str,
+        /// Why it failed.
+        reason: String,
+    },
+    /// `hbone serve` could not bind its address.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The `--listen` address.
+        addr: SocketAddr,
+        /// The operating system's reason.
+        source: io::Error,
+    },
+    /// The tunnel could not be opened: refused, denied, unexpected identity, timeout...
+    #[error(transparent)]
+    Tunnel(#[from] TunnelError),
+    /// An open tunnel failed while carrying bytes (reset by the server, connection lost).
+    #[error("the tunnel to {addr} failed: {}", explain_tunnel_io(source))]
+    TunnelIo {
+        /// The HBONE address dialed.
+        addr: SocketAddr,
+        /// What happened.
+        source: io::Error,
+    },
+    /// Reading the bytes to send from stdin failed.
+    #[error("cannot read stdin: {0}")]
+    Input(#[source] io::Error),
+}
+
+/// Says in mesh terms what the tunnel's I/O errors mean (the stream maps RST_STREAM to
+/// `ConnectionReset` and GOAWAY to `ConnectionAborted`).
+fn explain_tunnel_io(err: &io::Error) -> String {
+    match err.kind() {
+        io::ErrorKind::ConnectionReset => format!(
+            "the server reset it ({err}); the server or the application behind it closed the connection abruptly"
+        ),
+        io::ErrorKind::ConnectionAborted => {
+            format!("the server closed the HBONE connection ({err})")
+        }
+        _ => err.to_string(),
+    }
+}
+
+impl Error {
+    /// The process exit status for this error: [`EXIT_TUNNEL`] when a tunnel failed on the
+    /// network, [`EXIT_ERROR`] otherwise.
+    pub(crate) fn exit_status(&self) -> u8 {
+        match self {
+            Self::Tunnel(_) | Self::TunnelIo { .. } => EXIT_TUNNEL,
+            _ => EXIT_ERROR,
+        }
+    }
 }
 
 impl From<io::Error> for Error {

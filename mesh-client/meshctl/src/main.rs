@@ -6,7 +6,8 @@
 //!
 //! - `0`: done, and nothing is wrong;
 //! - `1`: done, and what was examined has problems (for example `cert inspect` on an expired
-//!   certificate);
+//!   certificate); for `hbone`, the tunnel failed on the network (refused, denied, unexpected
+//!   server identity, reset);
 //! - `2`: the command could not do its job (bad arguments, unreadable files, CA errors). clap's
 //!   own usage errors use 2 as well.
 //!
@@ -36,13 +37,13 @@ use crate::{cli::Cli, cmd::Outcome, error::Error};
 const EXIT_OK: u8 = 0;
 /// Exit status when the command succeeded but what it examined has problems.
 const EXIT_PROBLEMS: u8 = 1;
-/// Exit status when the command could not do its job.
-const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
     // On a usage error clap prints its message with usage hints and exits with status 2.
     let cli = Cli::parse();
-    let mut out = io::stdout().lock();
+    // Not locked for the whole run: `hbone connect` writes the tunnel's bytes through tokio's
+    // stdout, from another thread, which would wait forever for a lock held here.
+    let mut out = io::stdout();
     let result = cmd::run(cli.command, &mut out)
         .and_then(|outcome| out.flush().map(|()| outcome).map_err(Error::Output));
     match result {
@@ -53,7 +54,7 @@ fn main() -> ExitCode {
             // it stopped; if stdout itself is the problem there is nothing more to do with it.
             let _ = out.flush();
             report(&err);
-            ExitCode::from(EXIT_ERROR)
+            ExitCode::from(err.exit_status())
         }
     }
 }

@@ -6,6 +6,7 @@
 
 mod ca;
 mod cert;
+mod hbone;
 
 use std::{io::Write, time::Duration};
 
@@ -28,6 +29,7 @@ pub(crate) fn run(command: Command, out: &mut dyn Write) -> Result<Outcome, Erro
     match command {
         Command::Ca(command) => ca::run(command, out),
         Command::Cert(command) => cert::run(command, out),
+        Command::Hbone(command) => hbone::run(command, out),
     }
 }
 

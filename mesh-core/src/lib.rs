@@ -15,6 +15,8 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod clock;
 pub mod identity;
+pub mod rng;
 
 pub use identity::{SpiffeId, SpiffeIdError, TrustDomain};

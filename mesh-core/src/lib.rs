@@ -17,6 +17,7 @@
 
 pub mod clock;
 pub mod identity;
+pub mod model;
 pub mod rng;
 
 pub use identity::{SpiffeId, SpiffeIdError, TrustDomain};

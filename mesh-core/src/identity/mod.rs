@@ -10,6 +10,7 @@ mod spiffe_id;
 mod trust_domain;
 
 pub use error::SpiffeIdError;
+pub(crate) use error::excerpt;
 pub use spiffe_id::SpiffeId;
 pub use trust_domain::TrustDomain;
 

@@ -42,6 +42,9 @@ pub struct TlsOptions {
     pub post_quantum: bool,
     /// ALPN protocols, in preference order. Default: `h2`.
     pub alpn: Vec<Vec<u8>>,
+    /// TLS 1.3 session resumption (tickets), on by default: a resumed handshake skips the
+    /// certificate exchange. Resumed sessions keep the identity verified at first contact.
+    pub resumption: bool,
 }
 
 impl Default for TlsOptions {
@@ -52,6 +55,7 @@ impl Default for TlsOptions {
             allow_tls12: false,
             post_quantum: false,
             alpn: vec![ALPN_H2.to_vec()],
+            resumption: true,
         }
     }
 }
@@ -148,6 +152,10 @@ impl MeshTls {
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(Arc::new(CurrentCert(credentials.clone())));
         server.alpn_protocols = options.alpn.clone();
+        if !options.resumption {
+            server.send_tls13_tickets = 0;
+            server.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        }
         let tls = Self {
             inner: Arc::new(Inner {
                 credentials,
@@ -219,6 +227,9 @@ impl MeshTls {
             .with_client_cert_resolver(Arc::new(CurrentCert(self.inner.credentials.clone())));
         client.alpn_protocols = self.inner.options.alpn.clone();
         client.enable_sni = false;
+        if !self.inner.options.resumption {
+            client.resumption = rustls::client::Resumption::disabled();
+        }
         Ok(Arc::new(client))
     }
 

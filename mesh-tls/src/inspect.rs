@@ -54,7 +54,7 @@ pub fn inspect_pem(
                 let mut problems = Vec::new();
                 let mut spiffe_id = None;
                 if index == 0 && !facts.is_ca {
-                    match x509::leaf_id(&facts) {
+                    match x509::leaf_id(&facts.uri_sans) {
                         LeafId::One(id) => spiffe_id = Some(id.to_string()),
                         LeafId::None => problems.push("no URI SAN: not an SVID".to_owned()),
                         LeafId::Many(n) => {

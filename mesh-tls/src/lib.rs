@@ -72,6 +72,9 @@ pub use peer::peer_spiffe_id;
 pub use svid::X509Svid;
 pub use verify::AcceptedTrustDomains;
 
+/// Re-exported because [`inspect::inspect_pem`] and [`X509Svid`] speak in it.
+pub use rustls_pki_types::UnixTime;
+
 /// The aws-lc-rs crypto provider used for key loading and signature verification.
 pub(crate) fn provider() -> &'static Arc<rustls::crypto::CryptoProvider> {
     static PROVIDER: OnceLock<Arc<rustls::crypto::CryptoProvider>> = OnceLock::new();

@@ -43,7 +43,7 @@ impl X509Svid {
         })?;
         let facts =
             x509::parse(leaf).map_err(|reason| SvidError::BadCertificate { index: 0, reason })?;
-        let id = match x509::leaf_id(&facts) {
+        let id = match x509::leaf_id(&facts.uri_sans) {
             LeafId::One(id) => id,
             LeafId::None => return Err(SvidError::NoUriSan),
             LeafId::Many(_) => {

@@ -18,6 +18,39 @@ pub(crate) struct CertFacts {
     pub(crate) serial: String,
 }
 
+/// Just what identity verification needs, read on every handshake: the URI SANs and the CA flag.
+/// Skips the string formatting of names that [`parse`] does for display.
+#[derive(Debug, Clone)]
+pub(crate) struct IdentityFacts {
+    pub(crate) uri_sans: Vec<String>,
+    pub(crate) is_ca: bool,
+}
+
+pub(crate) fn identity(der: &CertificateDer<'_>) -> Result<IdentityFacts, String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| e.to_string())?;
+    Ok(IdentityFacts {
+        uri_sans: uri_sans(&cert)?,
+        is_ca: cert.is_ca(),
+    })
+}
+
+fn uri_sans(cert: &X509Certificate<'_>) -> Result<Vec<String>, String> {
+    Ok(
+        match cert.subject_alternative_name().map_err(|e| e.to_string())? {
+            Some(ext) => ext
+                .value
+                .general_names
+                .iter()
+                .filter_map(|name| match name {
+                    GeneralName::URI(uri) => Some((*uri).to_owned()),
+                    _ => None,
+                })
+                .collect(),
+            None => Vec::new(),
+        },
+    )
+}
+
 pub(crate) fn parse(der: &CertificateDer<'_>) -> Result<CertFacts, String> {
     let (rest, cert) =
         x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| e.to_string())?;
@@ -31,18 +64,7 @@ pub(crate) fn parse(der: &CertificateDer<'_>) -> Result<CertFacts, String> {
 }
 
 fn facts(cert: &X509Certificate<'_>) -> Result<CertFacts, String> {
-    let uri_sans = match cert.subject_alternative_name().map_err(|e| e.to_string())? {
-        Some(ext) => ext
-            .value
-            .general_names
-            .iter()
-            .filter_map(|name| match name {
-                GeneralName::URI(uri) => Some((*uri).to_owned()),
-                _ => None,
-            })
-            .collect(),
-        None => Vec::new(),
-    };
+    let uri_sans = uri_sans(cert)?;
     let digital_signature = cert
         .key_usage()
         .map_err(|e| e.to_string())?
@@ -72,8 +94,8 @@ pub(crate) enum LeafId {
     Invalid(String, mesh_core::SpiffeIdError),
 }
 
-pub(crate) fn leaf_id(facts: &CertFacts) -> LeafId {
-    match facts.uri_sans.as_slice() {
+pub(crate) fn leaf_id(uri_sans: &[String]) -> LeafId {
+    match uri_sans {
         [] => LeafId::None,
         [san] => match san.parse() {
             Ok(id) => LeafId::One(id),

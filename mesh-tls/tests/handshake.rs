@@ -504,3 +504,35 @@ async fn session_resumption_keeps_identities() {
     ));
     let _ = BundleSet::new();
 }
+
+#[tokio::test]
+async fn resumption_can_be_turned_off() {
+    let ca = ca("example.org");
+    let mut options = TlsOptions::default();
+    options.resumption = false;
+    let server = mesh_with(creds(&ca, SERVER), options.clone());
+    let client = mesh_with(creds(&ca, CLIENT), options);
+    for _ in 0..2 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let s = server.clone();
+        let accept = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let (stream, _) = s.accept(tcp).await.unwrap();
+            stream.get_ref().1.handshake_kind()
+        });
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (stream, _) = client
+            .connect(tcp, addr.ip(), &expect_server())
+            .await
+            .unwrap();
+        assert_eq!(
+            stream.get_ref().1.handshake_kind(),
+            Some(rustls::HandshakeKind::Full)
+        );
+        assert_eq!(
+            tokio::time::timeout(STEP, accept).await.unwrap().unwrap(),
+            Some(rustls::HandshakeKind::Full)
+        );
+    }
+}

@@ -86,8 +86,8 @@ impl PeerVerifier {
         usage: KeyUsage,
     ) -> Result<SpiffeId, PeerCertError> {
         let facts =
-            x509::parse(end_entity).map_err(|reason| PeerCertError::Malformed { reason })?;
-        let id = match x509::leaf_id(&facts) {
+            x509::identity(end_entity).map_err(|reason| PeerCertError::Malformed { reason })?;
+        let id = match x509::leaf_id(&facts.uri_sans) {
             LeafId::One(id) => id,
             LeafId::None => return Err(PeerCertError::NoSpiffeId),
             LeafId::Many(count) => return Err(PeerCertError::MultipleUriSans { count }),

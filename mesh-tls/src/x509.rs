@@ -1,5 +1,10 @@
 //! The facts about a certificate that SPIFFE cares about, read once with x509-parser.
 
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, OnceLock, PoisonError},
+};
+
 use mesh_core::SpiffeId;
 use rustls_pki_types::{CertificateDer, UnixTime};
 use x509_parser::{extensions::GeneralName, prelude::X509Certificate};
@@ -24,6 +29,35 @@ pub(crate) struct CertFacts {
 pub(crate) struct IdentityFacts {
     pub(crate) uri_sans: Vec<String>,
     pub(crate) is_ca: bool,
+}
+
+/// Entries kept by the identity cache before it starts over.
+const IDENTITY_CACHE_MAX: usize = 4096;
+
+/// [`identity`], memoised by the certificate's exact bytes.
+///
+/// Parsing a certificate costs tens of microseconds, about a tenth of a handshake, and every
+/// handshake needs the peer's identity twice (in the verifier, then for the caller). Peers
+/// present the same SVID on every connection until it rotates, so nearly all lookups hit. Only
+/// the SAN/CA facts are cached, keyed by the full DER, never a verification verdict: chains are
+/// verified on every handshake.
+pub(crate) fn identity_cached(der: &CertificateDer<'_>) -> Result<Arc<IdentityFacts>, String> {
+    static CACHE: OnceLock<Mutex<HashMap<Box<[u8]>, Arc<IdentityFacts>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(hit) = cache
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(der.as_ref())
+    {
+        return Ok(hit.clone());
+    }
+    let facts = Arc::new(identity(der)?);
+    let mut map = cache.lock().unwrap_or_else(PoisonError::into_inner);
+    if map.len() >= IDENTITY_CACHE_MAX {
+        map.clear();
+    }
+    map.insert(der.as_ref().into(), facts.clone());
+    Ok(facts)
 }
 
 pub(crate) fn identity(der: &CertificateDer<'_>) -> Result<IdentityFacts, String> {

@@ -228,3 +228,57 @@ async fn drain_deadline_cuts_remaining_tunnels() {
         .unwrap();
     assert!(matches!(result, Ok(0) | Err(_)), "{result:?}");
 }
+
+/// A TCP proxy that can stop forwarding (without closing), like a peer whose host vanished.
+async fn freezable_proxy(
+    upstream: std::net::SocketAddr,
+) -> (std::net::SocketAddr, tokio_util::sync::CancellationToken) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let freeze = tokio_util::sync::CancellationToken::new();
+    let f = freeze.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let f = f.clone();
+            tokio::spawn(async move {
+                let mut outbound = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    () = f.cancelled() => {
+                        // Hold both sockets open but move no more bytes.
+                        std::future::pending::<()>().await;
+                    }
+                }
+            });
+        }
+    });
+    (addr, freeze)
+}
+
+#[tokio::test]
+async fn keepalive_detects_a_vanished_peer() {
+    let mesh = Mesh::new();
+    let server = mesh.forwarding_to(echo_server().await).await;
+    let (proxy, freeze) = freezable_proxy(server.local_addr()).await;
+    let mut config = HboneClientConfig::default();
+    config.keepalive_interval = Duration::from_millis(100);
+    config.keepalive_timeout = Duration::from_millis(300);
+    let client = mesh.client_with(config);
+    let d = mesh_client::hbone::Destination {
+        hbone_addr: proxy,
+        ..dest(&server, 8080)
+    };
+    // The authority must be the dialed IP: the proxy is on 127.0.0.1 like the server.
+    let mut t = client.connect(&d).await.unwrap();
+    assert_eq!(round_trip(&mut t, b"alive").await, b"alive");
+    drop(t);
+    assert_eq!(client.stats().connections_open, 1);
+    freeze.cancel();
+    tokio::time::timeout(STEP, async {
+        while client.stats().connections_open > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("keepalive did not close the dead connection");
+}

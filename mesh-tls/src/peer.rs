@@ -18,7 +18,8 @@ pub fn peer_spiffe_id(conn: &CommonState) -> Result<SpiffeId, PeerCertError> {
         .peer_certificates()
         .and_then(|chain| chain.first())
         .ok_or(PeerCertError::NoSpiffeId)?;
-    let facts = x509::identity_cached(leaf).map_err(|reason| PeerCertError::Malformed { reason })?;
+    let facts =
+        x509::identity_cached(leaf).map_err(|reason| PeerCertError::Malformed { reason })?;
     match x509::leaf_id(&facts.uri_sans) {
         LeafId::One(id) => Ok(id),
         LeafId::None => Err(PeerCertError::NoSpiffeId),

@@ -85,8 +85,8 @@ impl PeerVerifier {
         now: UnixTime,
         usage: KeyUsage,
     ) -> Result<SpiffeId, PeerCertError> {
-        let facts =
-            x509::identity_cached(end_entity).map_err(|reason| PeerCertError::Malformed { reason })?;
+        let facts = x509::identity_cached(end_entity)
+            .map_err(|reason| PeerCertError::Malformed { reason })?;
         let id = match x509::leaf_id(&facts.uri_sans) {
             LeafId::One(id) => id,
             LeafId::None => return Err(PeerCertError::NoSpiffeId),

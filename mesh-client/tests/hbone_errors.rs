@@ -134,7 +134,7 @@ async fn malformed_connects_are_400() {
     // And a correct one on the same connection still works.
     let req = Request::builder()
         .method(Method::CONNECT)
-        .uri(format!("127.0.0.1:8080"))
+        .uri("127.0.0.1:8080")
         .body(())
         .unwrap();
     assert_eq!(status_of(&mut send, req).await, StatusCode::OK);

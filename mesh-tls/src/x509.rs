@@ -31,6 +31,9 @@ pub(crate) struct IdentityFacts {
     pub(crate) is_ca: bool,
 }
 
+/// Certificate DER -> its identity facts.
+type IdentityCache = Mutex<HashMap<Box<[u8]>, Arc<IdentityFacts>>>;
+
 /// Entries kept by the identity cache before it starts over.
 const IDENTITY_CACHE_MAX: usize = 4096;
 
@@ -42,7 +45,7 @@ const IDENTITY_CACHE_MAX: usize = 4096;
 /// the SAN/CA facts are cached, keyed by the full DER, never a verification verdict: chains are
 /// verified on every handshake.
 pub(crate) fn identity_cached(der: &CertificateDer<'_>) -> Result<Arc<IdentityFacts>, String> {
-    static CACHE: OnceLock<Mutex<HashMap<Box<[u8]>, Arc<IdentityFacts>>>> = OnceLock::new();
+    static CACHE: OnceLock<IdentityCache> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     if let Some(hit) = cache
         .lock()

@@ -15,6 +15,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod balance;
 pub mod clock;
 pub mod identity;
 pub mod model;

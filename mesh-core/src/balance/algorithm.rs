@@ -1,0 +1,116 @@
+use std::time::Duration;
+
+use super::PickContext;
+use crate::model::{Endpoint, LocalityMatch};
+
+/// Number of distinct candidate sets: one healthy and one panic set per locality level.
+pub const SLOTS: usize = LocalityMatch::LEVELS * 2;
+
+/// The endpoints one pick may choose from, as indices into the endpoint set.
+///
+/// [`LoadBalancer`](super::LoadBalancer) decides which locality level serves a pick and whether
+/// that level is in panic; the result is one of [`SLOTS`] candidate sets, each with a stable
+/// [`slot`](Self::slot) number. Algorithms keep per-slot state (a round-robin cursor, a hash
+/// ring) so that alternating between levels does not disturb either.
+#[derive(Clone, Copy, Debug)]
+pub struct Candidates<'a> {
+    slot: usize,
+    indices: &'a [usize],
+}
+
+impl<'a> Candidates<'a> {
+    /// A candidate set; `slot` must be below [`SLOTS`] (larger values are treated as the last).
+    pub fn new(slot: usize, indices: &'a [usize]) -> Self {
+        Self {
+            slot: slot.min(SLOTS - 1),
+            indices,
+        }
+    }
+
+    /// Which candidate set this is, in `0..SLOTS`.
+    pub fn slot(&self) -> usize {
+        self.slot
+    }
+
+    /// Indices into the endpoint set, in ascending order.
+    pub fn indices(&self) -> &'a [usize] {
+        self.indices
+    }
+
+    /// Number of candidates.
+    pub fn len(&self) -> usize {
+        self.indices.len()
+    }
+
+    /// True if there is nothing to choose from.
+    pub fn is_empty(&self) -> bool {
+        self.indices.is_empty()
+    }
+}
+
+/// A balancing algorithm: chooses among candidates that health and locality already filtered.
+///
+/// Implementations hold per-endpoint state in vectors aligned with the endpoint set and realign
+/// them in [`update`](Self::update). They are wrapped by [`LoadBalancer`](super::LoadBalancer),
+/// which implements [`Balancer`](super::Balancer); implement this trait to add a policy.
+pub trait Algorithm {
+    /// The endpoint set changed to `endpoints`. `previous[i]` is the old index of `endpoints[i]`
+    /// (matched by address) or `None` if it is new; state for matched endpoints must be kept.
+    fn update(&mut self, endpoints: &[Endpoint], previous: &[Option<usize>]);
+
+    /// Chooses one of `candidates`, returning its index in `endpoints`. Must return an element
+    /// of `candidates.indices()` or `None`.
+    fn pick(
+        &mut self,
+        endpoints: &[Endpoint],
+        candidates: &Candidates<'_>,
+        ctx: &PickContext,
+    ) -> Option<usize>;
+
+    /// A request to `endpoints[index]` started.
+    fn on_start(&mut self, index: usize) {
+        let _ = index;
+    }
+
+    /// A request to `endpoints[index]` finished after `latency`.
+    fn on_complete(&mut self, index: usize, latency: Duration) {
+        let _ = (index, latency);
+    }
+}
+
+/// Realigns per-endpoint state after an update: matched endpoints keep theirs, new ones get
+/// `fresh()`.
+pub(crate) fn carry_over<S: Clone>(
+    old: &[S],
+    previous: &[Option<usize>],
+    mut fresh: impl FnMut() -> S,
+) -> Vec<S> {
+    previous
+        .iter()
+        .map(|p| {
+            p.and_then(|i| old.get(i).cloned())
+                .unwrap_or_else(&mut fresh)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn carry_over_keeps_matched_state() {
+        let old = vec!["a", "b", "c"];
+        let new = carry_over(&old, &[Some(2), None, Some(0), Some(9)], || "new");
+        assert_eq!(new, vec!["c", "new", "a", "new"]);
+    }
+
+    #[test]
+    fn candidates_clamp_slot() {
+        let c = Candidates::new(100, &[1, 2]);
+        assert_eq!(c.slot(), SLOTS - 1);
+        assert_eq!(c.len(), 2);
+        assert!(!c.is_empty());
+        assert_eq!(c.indices(), &[1, 2]);
+    }
+}

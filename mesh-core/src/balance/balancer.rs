@@ -1,0 +1,106 @@
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use super::HashKey;
+use crate::model::Endpoint;
+
+/// What the request layer knows about one pick.
+///
+/// Today that is only the consistent-hash key; more fields (endpoints to avoid on a retry) can be
+/// added without breaking callers because it is built through methods.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PickContext {
+    hash: Option<HashKey>,
+}
+
+impl PickContext {
+    /// A context with no hash key: consistent-hash balancers then pick pseudo-randomly.
+    pub const fn new() -> Self {
+        Self { hash: None }
+    }
+
+    /// A context carrying a consistent-hash key.
+    pub const fn with_hash(hash: HashKey) -> Self {
+        Self { hash: Some(hash) }
+    }
+
+    /// The consistent-hash key, if any.
+    pub const fn hash(&self) -> Option<HashKey> {
+        self.hash
+    }
+}
+
+/// Chooses an endpoint of one service for each request (or connection).
+///
+/// A balancer owns the service's current endpoint set, given with [`update`](Self::update), and
+/// answers [`pick`](Self::pick) with an index into it. It is sans-I/O: `mesh-client` keeps one per
+/// service (behind a lock), feeds it discovery snapshots, outlier ejections and request
+/// start/finish events, and does the dialing itself. A typical request:
+///
+/// ```
+/// use std::{sync::Arc, time::Duration};
+/// use mesh_core::balance::{Balancer, LoadBalancer, PickContext, PriorityConfig, RoundRobin};
+/// use mesh_core::model::Endpoint;
+///
+/// let mut lb = LoadBalancer::new(RoundRobin::new(), PriorityConfig::default());
+/// lb.update(Arc::from(vec![
+///     Endpoint::new("10.0.0.1:80".parse().unwrap()),
+///     Endpoint::new("10.0.0.2:80".parse().unwrap()),
+/// ]));
+/// let endpoints = lb.endpoints().clone(); // cheap: keeps the set this pick indexes into
+/// let i = lb.pick(&PickContext::new()).expect("two healthy endpoints");
+/// let addr = endpoints[i].address;
+/// lb.on_start(addr);
+/// // ... send the request ...
+/// lb.on_complete(addr, Duration::from_millis(12));
+/// ```
+///
+/// Endpoints that are [`Unhealthy`](crate::model::Health::Unhealthy) or ejected are never picked
+/// unless the panic threshold applies; [`Draining`](crate::model::Health::Draining) endpoints are
+/// never picked. The trait is object safe, so `Box<dyn Balancer + Send>` holds any policy (see
+/// [`Policy::build`](super::Policy::build)).
+pub trait Balancer {
+    /// Replaces the endpoint set. Per-endpoint state (EWMA latency, in-flight counts, smooth
+    /// weights, ejections) is kept for endpoints whose address is still present.
+    fn update(&mut self, endpoints: Arc<[Endpoint]>);
+
+    /// The current endpoint set; [`pick`](Self::pick) returns indices into it.
+    fn endpoints(&self) -> &Arc<[Endpoint]>;
+
+    /// Chooses an endpoint, or `None` if none may be used (no endpoints, or none healthy and
+    /// panic mode disabled).
+    fn pick(&mut self, ctx: &PickContext) -> Option<usize>;
+
+    /// Marks an endpoint ejected (or not) by outlier detection. Returns whether the address is in
+    /// the current set; ejections of unknown addresses are ignored.
+    fn set_ejected(&mut self, address: SocketAddr, ejected: bool) -> bool;
+
+    /// A request to `address` started. Latency-aware balancers count it as in flight.
+    fn on_start(&mut self, address: SocketAddr) {
+        let _ = address;
+    }
+
+    /// A request to `address` finished after `latency`. Calls for addresses no longer in the set
+    /// are ignored, so a request may outlive an update.
+    fn on_complete(&mut self, address: SocketAddr, latency: Duration) {
+        let _ = (address, latency);
+    }
+
+    /// [`pick`](Self::pick), returning the endpoint itself.
+    fn pick_endpoint(&mut self, ctx: &PickContext) -> Option<&Endpoint> {
+        let index = self.pick(ctx)?;
+        self.endpoints().get(index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_carries_the_hash() {
+        assert_eq!(PickContext::new().hash(), None);
+        let key = HashKey::from_hash(5);
+        assert_eq!(PickContext::with_hash(key).hash(), Some(key));
+        assert_eq!(PickContext::default(), PickContext::new());
+    }
+}

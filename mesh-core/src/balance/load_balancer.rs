@@ -1,0 +1,299 @@
+use std::{
+    collections::{HashMap, HashSet},
+    net::SocketAddr,
+    sync::Arc,
+    time::Duration,
+};
+
+use super::{Algorithm, Balancer, PickContext, PriorityConfig, PriorityLoad, priority::Priorities};
+use crate::model::Endpoint;
+
+/// A [`Balancer`] made of locality-aware priority levels with panic mode, around an
+/// [`Algorithm`] that chooses within a level.
+///
+/// This is the one `Balancer` implementation: every policy is `LoadBalancer<SomeAlgorithm>`.
+/// It keeps the endpoint set, an address index for the request hooks, and the outlier ejections;
+/// level membership and shares are recomputed lazily after an update or an ejection change, so a
+/// pick costs only the level choice plus the algorithm.
+///
+/// ```
+/// use std::sync::Arc;
+/// use mesh_core::balance::{Balancer, LoadBalancer, PickContext, PriorityConfig, SmoothWeighted};
+/// use mesh_core::model::{Endpoint, Locality};
+///
+/// let here = Locality::new("eu-west1", "eu-west1-a", "");
+/// let mut lb = LoadBalancer::new(SmoothWeighted::new(), PriorityConfig::local_to(here.clone()));
+/// lb.update(Arc::from(vec![
+///     Endpoint::new("10.0.0.1:80".parse().unwrap()).with_locality(here),
+///     Endpoint::new("10.1.0.1:80".parse().unwrap())
+///         .with_locality(Locality::new("eu-west1", "eu-west1-b", "")),
+/// ]));
+/// // The local zone is healthy, so it takes all traffic...
+/// assert_eq!(lb.pick(&PickContext::new()), Some(0));
+/// // ...until outlier detection ejects it.
+/// lb.set_ejected("10.0.0.1:80".parse().unwrap(), true);
+/// assert_eq!(lb.pick(&PickContext::new()), Some(1));
+/// ```
+#[derive(Debug)]
+pub struct LoadBalancer<A> {
+    algorithm: A,
+    config: PriorityConfig,
+    endpoints: Arc<[Endpoint]>,
+    /// First index of each address in `endpoints`.
+    index_of: HashMap<SocketAddr, usize>,
+    ejected: HashSet<SocketAddr>,
+    /// `None` when the endpoint set or ejections changed since the last pick.
+    priorities: Option<Priorities>,
+}
+
+impl<A: Algorithm> LoadBalancer<A> {
+    /// A balancer with no endpoints yet.
+    ///
+    /// The config is used as given (percentages are clamped where they must be); call
+    /// [`PriorityConfig::validate`] first to report bad values to an operator.
+    pub fn new(algorithm: A, config: PriorityConfig) -> Self {
+        Self {
+            algorithm,
+            config,
+            endpoints: Arc::from(Vec::new()),
+            index_of: HashMap::new(),
+            ejected: HashSet::new(),
+            priorities: None,
+        }
+    }
+
+    /// The wrapped algorithm, to inspect its state.
+    pub fn algorithm(&self) -> &A {
+        &self.algorithm
+    }
+
+    /// The priority configuration.
+    pub fn config(&self) -> &PriorityConfig {
+        &self.config
+    }
+
+    /// How traffic is split across locality levels right now.
+    pub fn priority_load(&mut self) -> PriorityLoad {
+        self.priorities().load()
+    }
+
+    /// Whether `address` is currently marked ejected.
+    pub fn is_ejected(&self, address: SocketAddr) -> bool {
+        self.ejected.contains(&address)
+    }
+
+    fn priorities(&mut self) -> &mut Priorities {
+        let Self {
+            priorities,
+            endpoints,
+            ejected,
+            config,
+            ..
+        } = self;
+        priorities.get_or_insert_with(|| {
+            let mask: Vec<bool> = endpoints
+                .iter()
+                .map(|e| ejected.contains(&e.address))
+                .collect();
+            Priorities::new(endpoints, &mask, config)
+        })
+    }
+}
+
+impl<A: Algorithm> Balancer for LoadBalancer<A> {
+    fn update(&mut self, endpoints: Arc<[Endpoint]>) {
+        let previous: Vec<Option<usize>> = endpoints
+            .iter()
+            .map(|e| self.index_of.get(&e.address).copied())
+            .collect();
+        self.algorithm.update(&endpoints, &previous);
+        self.index_of.clear();
+        for (i, endpoint) in endpoints.iter().enumerate() {
+            self.index_of.entry(endpoint.address).or_insert(i);
+        }
+        // The outlier detector forgets removed endpoints too; keep the two in step.
+        let index_of = &self.index_of;
+        self.ejected.retain(|a| index_of.contains_key(a));
+        self.endpoints = endpoints;
+        self.priorities = None;
+    }
+
+    fn endpoints(&self) -> &Arc<[Endpoint]> {
+        &self.endpoints
+    }
+
+    fn pick(&mut self, ctx: &PickContext) -> Option<usize> {
+        self.priorities();
+        let candidates = self.priorities.as_mut()?.choose(ctx.hash())?;
+        self.algorithm.pick(&self.endpoints, &candidates, ctx)
+    }
+
+    fn set_ejected(&mut self, address: SocketAddr, ejected: bool) -> bool {
+        if !self.index_of.contains_key(&address) {
+            return false;
+        }
+        let changed = if ejected {
+            self.ejected.insert(address)
+        } else {
+            self.ejected.remove(&address)
+        };
+        if changed {
+            self.priorities = None;
+        }
+        true
+    }
+
+    fn on_start(&mut self, address: SocketAddr) {
+        if let Some(&i) = self.index_of.get(&address) {
+            self.algorithm.on_start(i);
+        }
+    }
+
+    fn on_complete(&mut self, address: SocketAddr, latency: Duration) {
+        if let Some(&i) = self.index_of.get(&address) {
+            self.algorithm.on_complete(i, latency);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        balance::{Candidates, RoundRobin},
+        model::Health,
+    };
+
+    fn eps(n: u8) -> Arc<[Endpoint]> {
+        (1..=n)
+            .map(|i| Endpoint::new(format!("10.0.0.{i}:80").parse().unwrap()))
+            .collect()
+    }
+
+    fn addr(i: u8) -> SocketAddr {
+        format!("10.0.0.{i}:80").parse().unwrap()
+    }
+
+    /// Records hook calls and update mappings.
+    #[derive(Default)]
+    struct Probe {
+        previous: Vec<Option<usize>>,
+        started: Vec<usize>,
+        completed: Vec<(usize, Duration)>,
+    }
+
+    impl Algorithm for Probe {
+        fn update(&mut self, _: &[Endpoint], previous: &[Option<usize>]) {
+            self.previous = previous.to_vec();
+        }
+        fn pick(&mut self, _: &[Endpoint], c: &Candidates<'_>, _: &PickContext) -> Option<usize> {
+            c.indices().first().copied()
+        }
+        fn on_start(&mut self, index: usize) {
+            self.started.push(index);
+        }
+        fn on_complete(&mut self, index: usize, latency: Duration) {
+            self.completed.push((index, latency));
+        }
+    }
+
+    #[test]
+    fn update_maps_previous_indices_by_address() {
+        let mut lb = LoadBalancer::new(Probe::default(), PriorityConfig::default());
+        lb.update(eps(3));
+        assert_eq!(lb.algorithm().previous, vec![None, None, None]);
+        let reordered: Arc<[Endpoint]> = vec![
+            Endpoint::new(addr(3)),
+            Endpoint::new(addr(9)),
+            Endpoint::new(addr(1)),
+        ]
+        .into();
+        lb.update(reordered);
+        assert_eq!(lb.algorithm().previous, vec![Some(2), None, Some(0)]);
+    }
+
+    #[test]
+    fn hooks_resolve_addresses_and_ignore_unknown_ones() {
+        let mut lb = LoadBalancer::new(Probe::default(), PriorityConfig::default());
+        lb.update(eps(2));
+        lb.on_start(addr(2));
+        lb.on_start(addr(7));
+        lb.on_complete(addr(2), Duration::from_millis(3));
+        lb.on_complete(addr(7), Duration::from_millis(3));
+        assert_eq!(lb.algorithm().started, vec![1]);
+        assert_eq!(
+            lb.algorithm().completed,
+            vec![(1, Duration::from_millis(3))]
+        );
+    }
+
+    #[test]
+    fn ejection_excludes_and_reinstates() {
+        let mut lb = LoadBalancer::new(RoundRobin::new(), PriorityConfig::default());
+        lb.update(eps(4));
+        assert!(lb.set_ejected(addr(1), true));
+        assert!(lb.is_ejected(addr(1)));
+        assert!(!lb.set_ejected(addr(99), true), "unknown address");
+        let picks: Vec<_> = (0..6).map(|_| lb.pick(&PickContext::new())).collect();
+        assert!(
+            picks.iter().all(|p| p.is_some() && *p != Some(0)),
+            "{picks:?}"
+        );
+        assert!(lb.set_ejected(addr(1), false));
+        let picks: Vec<_> = (0..8)
+            .filter_map(|_| lb.pick(&PickContext::new()))
+            .collect();
+        assert!(picks.contains(&0));
+    }
+
+    #[test]
+    fn ejections_survive_updates_only_for_remaining_endpoints() {
+        let mut lb = LoadBalancer::new(RoundRobin::new(), PriorityConfig::default());
+        lb.update(eps(3));
+        lb.set_ejected(addr(1), true);
+        lb.set_ejected(addr(3), true);
+        lb.update(eps(2));
+        assert!(lb.is_ejected(addr(1)));
+        assert!(!lb.is_ejected(addr(3)));
+        // Two endpoints, one ejected: 50% healthy is not below the 50% threshold.
+        assert!(!lb.priority_load().panic[0]);
+        for _ in 0..4 {
+            assert_eq!(lb.pick(&PickContext::new()), Some(1));
+        }
+    }
+
+    #[test]
+    fn panic_mode_uses_unhealthy_endpoints() {
+        let mut lb = LoadBalancer::new(RoundRobin::new(), PriorityConfig::default());
+        let set: Arc<[Endpoint]> = (1..=4)
+            .map(|i| {
+                let health = if i == 1 {
+                    Health::Healthy
+                } else {
+                    Health::Unhealthy
+                };
+                Endpoint::new(addr(i)).with_health(health)
+            })
+            .collect();
+        lb.update(set);
+        assert!(lb.priority_load().panic[0]);
+        let mut seen: Vec<_> = (0..4)
+            .filter_map(|_| lb.pick(&PickContext::new()))
+            .collect();
+        seen.sort_unstable();
+        assert_eq!(seen, vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn empty_set_picks_nothing() {
+        let mut lb = LoadBalancer::new(RoundRobin::new(), PriorityConfig::default());
+        assert_eq!(lb.pick(&PickContext::new()), None);
+        assert!(lb.pick_endpoint(&PickContext::new()).is_none());
+        lb.update(eps(1));
+        assert_eq!(
+            lb.pick_endpoint(&PickContext::new()).map(|e| e.address),
+            Some(addr(1))
+        );
+        assert_eq!(lb.config(), &PriorityConfig::default());
+    }
+}

@@ -1,0 +1,47 @@
+//! Load balancing: which endpoint of a service gets the next request.
+//!
+//! Every balancer is sans-I/O state: `mesh-client` feeds it endpoint sets, outlier ejections and
+//! request start/finish events, and asks it for picks. Two layers make up a balancer:
+//!
+//! - [`LoadBalancer`] (the one [`Balancer`] implementation) groups endpoints into locality
+//!   priority levels relative to the caller ([`PriorityConfig`]), fails over gradually as a level
+//!   loses healthy endpoints (Envoy's overprovisioning factor, 1.4), and enters panic mode
+//!   (balancing across unhealthy endpoints too) when too few are healthy (Envoy's threshold, 50%).
+//!   The arithmetic lives in [`priority`].
+//! - An [`Algorithm`] chooses within the level's candidates: [`RoundRobin`], [`SmoothWeighted`]
+//!   (nginx), [`WeightedRandom`], [`PeakEwma`] (power of two choices over peak-EWMA latency, as in
+//!   Linkerd and Finagle), and the consistent hashes [`RingHash`] (Ketama) and [`Maglev`], which
+//!   take a [`HashKey`] from the [`PickContext`].
+//!
+//! [`Policy`] builds any of them from a `DestinationRule`-shaped choice. Time and randomness are
+//! injected ([`Clock`](crate::clock::Clock), [`Rng`](crate::rng::Rng)), so tests are exact.
+
+mod algorithm;
+mod balancer;
+mod error;
+mod hash;
+mod load_balancer;
+mod maglev;
+mod peak_ewma;
+mod policy;
+pub mod priority;
+mod random;
+mod ring_hash;
+mod round_robin;
+mod smooth_weighted;
+mod weight_aware;
+
+pub use algorithm::{Algorithm, Candidates, SLOTS};
+pub use balancer::{Balancer, PickContext};
+pub use error::BalanceConfigError;
+pub use hash::{HashKey, stable_hash};
+pub use load_balancer::LoadBalancer;
+pub use maglev::{Maglev, MaglevConfig};
+pub use peak_ewma::{PeakEwma, PeakEwmaConfig};
+pub use policy::Policy;
+pub use priority::{PriorityConfig, PriorityLoad};
+pub use random::WeightedRandom;
+pub use ring_hash::{RingHash, RingHashConfig};
+pub use round_robin::RoundRobin;
+pub use smooth_weighted::SmoothWeighted;
+pub use weight_aware::WeightAware;

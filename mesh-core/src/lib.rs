@@ -19,6 +19,7 @@ pub mod balance;
 pub mod clock;
 pub mod identity;
 pub mod model;
+pub mod resilience;
 pub mod rng;
 
 pub use identity::{SpiffeId, SpiffeIdError, TrustDomain};

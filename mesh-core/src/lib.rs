@@ -4,11 +4,29 @@
 //!
 //! - [`identity`]: SPIFFE IDs and trust domains, parsed exactly as the SPIFFE ID standard
 //!   requires, with Istio's `spiffe://<td>/ns/<ns>/sa/<sa>` form as a first-class helper.
+//! - [`model`]: services, endpoints, localities and versioned discovery [`Snapshot`]s.
+//! - [`balance`]: load balancers (round robin, smooth weighted, random, power-of-two-choices
+//!   peak-EWMA, ring hash, Maglev) behind Envoy's locality priorities and panic threshold.
+//! - [`resilience`]: retry backoff and budget, circuit breaker, outlier detection.
+//! - [`clock`] and [`rng`]: time and randomness as inputs, so all of the above is deterministic
+//!   under test.
 //!
-//! Later layers add the service/endpoint model, the configuration schema, and the sans-I/O state
-//! machines (load balancers, retry budgets, circuit breakers, outlier detection) with an injected
-//! clock. Non-goals: this crate never opens sockets, spawns tasks, or depends on rustls or hyper;
-//! that keeps it unit-testable, fuzzable and cheap to depend on.
+//! # Sans-I/O
+//!
+//! Every decision-maker here is a plain state machine: it is fed events (a snapshot, a
+//! response, a timer firing) and answers questions (which endpoint, may I retry, is this
+//! endpoint ejected). Time comes from a [`Clock`](clock::Clock) or as a
+//! [`Timestamp`](clock::Timestamp) argument and randomness from a seeded [`Rng`](rng::Rng), so a
+//! test with a [`ManualClock`](clock::ManualClock) replays exactly, and a fuzzer can drive any
+//! machine from bytes. `mesh-client` owns the sockets, tasks and timers and wires these
+//! together; see [`balance::Balancer`] for the per-request calls and
+//! [`resilience::OutlierDetector`] for the timer-driven ones.
+//!
+//! Non-goals: this crate never opens sockets, spawns tasks, or depends on rustls or hyper; that
+//! keeps it unit-testable, fuzzable and cheap to depend on. The configuration schema (YAML and
+//! Istio resources) will map onto the config structs here; none of them is serialisable yet.
+//!
+//! [`Snapshot`]: model::Snapshot
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),

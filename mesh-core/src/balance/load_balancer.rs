@@ -102,6 +102,10 @@ impl<A: Algorithm> LoadBalancer<A> {
 
 impl<A: Algorithm> Balancer for LoadBalancer<A> {
     fn update(&mut self, endpoints: Arc<[Endpoint]>) {
+        if Arc::ptr_eq(&self.endpoints, &endpoints) {
+            // Re-sent unchanged: keep caches (hash rings, Maglev tables) warm.
+            return;
+        }
         let previous: Vec<Option<usize>> = endpoints
             .iter()
             .map(|e| self.index_of.get(&e.address).copied())
@@ -208,6 +212,9 @@ mod tests {
             Endpoint::new(addr(1)),
         ]
         .into();
+        lb.update(reordered.clone());
+        assert_eq!(lb.algorithm().previous, vec![Some(2), None, Some(0)]);
+        // The same Arc again is not an update at all.
         lb.update(reordered);
         assert_eq!(lb.algorithm().previous, vec![Some(2), None, Some(0)]);
     }

@@ -35,6 +35,7 @@
 
 pub mod balance;
 pub mod clock;
+pub mod config;
 pub mod identity;
 pub mod model;
 pub mod resilience;

@@ -1,0 +1,35 @@
+//! The mesh's own configuration file: the embedded default that needs no control plane.
+//!
+//! One YAML (or JSON, which is YAML) document describes the services a workload calls and their
+//! endpoints. Parsing is strict: an unknown field is an error naming its path, because a
+//! misspelled setting silently ignored is how meshes fail in production (gRPC proxyless ignores
+//! what it does not support; we refuse). Values are validated while converting to the model
+//! ([`Snapshot`](crate::model::Snapshot)), and every error carries the path of the offending
+//! field, such as `services[1].endpoints[0].address`.
+//!
+//! ```
+//! let yaml = r#"
+//! services:
+//!   - host: inventory.shop.svc.cluster.local
+//!     ports: [{ port: 8080, protocol: http }]
+//!     identities: [spiffe://cluster.local/ns/shop/sa/inventory]
+//!     endpoints:
+//!       - address: 10.0.0.7:8080
+//!         locality: us-east1/us-east1-b
+//!         labels: { version: v1 }
+//! "#;
+//! let config = mesh_core::config::MeshConfig::from_yaml(yaml)?;
+//! let snapshot = config.to_snapshot(1)?;
+//! let endpoints = snapshot.endpoints("inventory.shop.svc.cluster.local").unwrap();
+//! assert_eq!(endpoints[0].hbone_port, 15008);
+//! # Ok::<(), mesh_core::config::ConfigError>(())
+//! ```
+
+mod error;
+mod schema;
+mod snapshot;
+
+pub use error::ConfigError;
+pub use schema::{
+    EndpointConfig, HealthConfig, MeshConfig, PortConfig, ProtocolConfig, ServiceConfig,
+};

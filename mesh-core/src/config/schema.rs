@@ -1,0 +1,126 @@
+//! The document's shape, with serde. Every struct refuses unknown fields.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::ConfigError;
+
+/// The whole configuration document.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct MeshConfig {
+    /// The services this workload can call.
+    #[serde(default)]
+    pub services: Vec<ServiceConfig>,
+}
+
+/// One service: its name, ports, identities and endpoints.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ServiceConfig {
+    /// The hostname callers use, such as `inventory.shop.svc.cluster.local`.
+    pub host: String,
+    /// Ports the service exposes.
+    #[serde(default)]
+    pub ports: Vec<PortConfig>,
+    /// SPIFFE IDs any endpoint of the service may present (Istio's `subjectAltNames`).
+    #[serde(default)]
+    pub identities: Vec<String>,
+    /// Where the service runs.
+    #[serde(default)]
+    pub endpoints: Vec<EndpointConfig>,
+}
+
+/// A service port.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PortConfig {
+    /// The port number.
+    pub port: u16,
+    /// An optional name (`http-web`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// What the port speaks. Default: `tcp`.
+    #[serde(default)]
+    pub protocol: ProtocolConfig,
+}
+
+/// Port protocols as written in the file.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum ProtocolConfig {
+    /// Opaque TCP.
+    #[default]
+    Tcp,
+    /// HTTP/1.1.
+    Http,
+    /// HTTP/2 with prior knowledge.
+    Http2,
+    /// gRPC.
+    Grpc,
+}
+
+/// One endpoint of a service.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct EndpointConfig {
+    /// `ip:port` of the workload (IPv6 as `[addr]:port`).
+    pub address: String,
+    /// Its HBONE port. Default 15008; 0 means the endpoint is outside the mesh.
+    #[serde(default)]
+    pub hbone_port: Option<u16>,
+    /// The SPIFFE ID it presents, when it differs from the service's identities.
+    #[serde(default)]
+    pub identity: Option<String>,
+    /// Relative weight (default 1, must be positive).
+    #[serde(default)]
+    pub weight: Option<u32>,
+    /// `region/zone/subzone` (any suffix may be omitted).
+    #[serde(default)]
+    pub locality: Option<String>,
+    /// Reported health. Default: `healthy`.
+    #[serde(default)]
+    pub health: HealthConfig,
+    /// Workload labels (for subsets and metrics).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Endpoint health as written in the file.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum HealthConfig {
+    /// Serving.
+    #[default]
+    Healthy,
+    /// Not serving.
+    Unhealthy,
+    /// Shutting down.
+    Draining,
+}
+
+impl MeshConfig {
+    /// Parses a YAML (or JSON) document strictly: unknown fields and wrong types are errors
+    /// naming the field path.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        let deserializer = serde_yaml_ng::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            ConfigError::Syntax {
+                path: if path.is_empty() {
+                    ".".to_owned()
+                } else {
+                    path
+                },
+                reason: e.into_inner().to_string(),
+            }
+        })
+    }
+}

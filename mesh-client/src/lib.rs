@@ -17,6 +17,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod discovery;
 pub mod hbone;
 pub mod http;
 mod net;

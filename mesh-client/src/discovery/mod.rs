@@ -1,0 +1,85 @@
+//! Where services and endpoints come from.
+//!
+//! Every backend publishes whole, versioned [`Snapshot`]s through a `watch` channel, so
+//! consumers (balancers, pools, the admin endpoint) always see one consistent view and never a
+//! half-applied update. A backend that fails to refresh keeps publishing its last good snapshot
+//! and reports the failure through [`DiscoveryStatus`].
+//!
+//! Backends: [`StaticDiscovery`] (fixed, for tests and embedding) and [`FileDiscovery`] (the
+//! embedded default: a YAML/JSON file, reloaded live). DNS and etcd follow the same contract.
+
+mod file;
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use mesh_core::model::Snapshot;
+use tokio::sync::watch;
+
+pub use file::{FileDiscovery, FileDiscoveryError};
+
+/// A source of service snapshots.
+pub trait Discovery: Send + Sync + 'static {
+    /// A receiver that always holds the latest snapshot and wakes on every new one.
+    fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>>;
+
+    /// The latest snapshot.
+    fn current(&self) -> Arc<Snapshot> {
+        self.subscribe().borrow().clone()
+    }
+
+    /// Health of the backend: when it last failed, and why.
+    fn status(&self) -> DiscoveryStatus;
+}
+
+/// How a discovery backend is doing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DiscoveryStatus {
+    /// Snapshots published since start (including the first).
+    pub updates: u64,
+    /// The most recent refresh error; cleared by the next success. While set, the last good
+    /// snapshot stays in force.
+    pub last_error: Option<String>,
+}
+
+/// A snapshot that changes only when told to: for tests and for embedding a fixed topology.
+#[derive(Debug)]
+pub struct StaticDiscovery {
+    tx: watch::Sender<Arc<Snapshot>>,
+    status: Mutex<DiscoveryStatus>,
+}
+
+impl StaticDiscovery {
+    /// Starts with `snapshot`.
+    pub fn new(snapshot: Snapshot) -> Self {
+        Self {
+            tx: watch::Sender::new(Arc::new(snapshot)),
+            status: Mutex::new(DiscoveryStatus {
+                updates: 1,
+                last_error: None,
+            }),
+        }
+    }
+
+    /// Publishes a replacement snapshot.
+    pub fn publish(&self, snapshot: Snapshot) {
+        self.tx.send_replace(Arc::new(snapshot));
+        self.status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .updates += 1;
+    }
+}
+
+impl Discovery for StaticDiscovery {
+    fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.tx.subscribe()
+    }
+
+    fn status(&self) -> DiscoveryStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}

@@ -21,3 +21,4 @@ pub mod discovery;
 pub mod hbone;
 pub mod http;
 mod net;
+pub mod routing;

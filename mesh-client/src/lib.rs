@@ -21,4 +21,5 @@ pub mod discovery;
 pub mod hbone;
 pub mod http;
 mod net;
+pub mod resilience;
 pub mod routing;

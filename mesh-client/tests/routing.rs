@@ -2,7 +2,7 @@
 
 mod support;
 
-use std::{collections::HashMap, convert::Infallible, sync::Arc};
+use std::{collections::HashMap, convert::Infallible, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -115,4 +115,106 @@ async fn unknown_services_and_ports_are_not_resolved() {
         "host names are case-insensitive"
     );
     assert!(routes.pick("payments.shop", 80).is_none());
+}
+
+#[tokio::test]
+async fn a_failing_endpoint_is_ejected_and_returns_after_its_ejection_time() {
+    use mesh_client::resilience::{HttpPolicy, ResilientClient};
+    use mesh_core::resilience::OutlierConfig;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let mesh = Mesh::new();
+    let a = named_server(&mesh, "a").await;
+    // b answers 503 while `broken` is set.
+    let broken = Arc::new(AtomicBool::new(true));
+    let flag = broken.clone();
+    let b = mesh
+        .server(Delivery::Http(HttpService::new(tower::service_fn(
+            move |_req: Request<Incoming>| {
+                let failing = flag.load(Ordering::SeqCst);
+                async move {
+                    let mut response = Response::new(Full::new(Bytes::from_static(b"b")));
+                    if failing {
+                        *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    Ok::<_, Infallible>(response)
+                }
+            },
+        ))))
+        .await;
+    let discovery = Arc::new(StaticDiscovery::new(snapshot(
+        1,
+        &[(&a, Health::Healthy), (&b, Health::Healthy)],
+    )));
+    let outlier = OutlierConfig {
+        consecutive_5xx: 2,
+        base_ejection_time: Duration::from_millis(300),
+        max_ejection_percent: 100,
+        interval: Duration::from_millis(100),
+        ..OutlierConfig::default()
+    };
+    let routes = Arc::new(
+        BalancedDestinations::new(discovery, Policy::RoundRobin)
+            .unwrap()
+            .with_outlier_detection(outlier)
+            .unwrap(),
+    );
+    let connector = MeshConnector::with_shared_routes(mesh.client(), routes.clone());
+    let mut policy = HttpPolicy::default();
+    policy.retries = 0; // observe the raw outcomes
+    let client = ResilientClient::new(connector, policy).unwrap();
+    let b_endpoint: std::net::SocketAddr = "127.0.0.1:8001".parse().unwrap();
+
+    let mut failures = 0;
+    for _ in 0..10 {
+        let response = client
+            .request(
+                Request::get("http://inventory.shop/")
+                    .body(Bytes::new())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        if response.status() == 503 {
+            failures += 1;
+        }
+    }
+    // Two 503s eject b; after that everything goes to a.
+    assert_eq!(failures, 2);
+    assert!(routes.is_ejected("inventory.shop", b_endpoint));
+
+    // b recovers; after its ejection time it is picked again and succeeds.
+    broken.store(false, Ordering::SeqCst);
+    tokio::time::timeout(STEP, async {
+        loop {
+            let response = client
+                .request(
+                    Request::get("http://inventory.shop/")
+                        .body(Bytes::new())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            if body_of(response).await == "b" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("b never came back");
+    assert!(!routes.is_ejected("inventory.shop", b_endpoint));
+}
+
+async fn body_of(response: Response<Incoming>) -> String {
+    String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap()
 }

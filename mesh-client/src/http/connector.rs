@@ -5,6 +5,7 @@ use std::{
     fmt,
     future::Future,
     io,
+    net::SocketAddr,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -15,7 +16,7 @@ use hyper_util::{
     client::legacy::connect::{Connected, Connection},
     rt::TokioIo,
 };
-use mesh_core::SpiffeId;
+use mesh_core::{SpiffeId, resilience::Outcome};
 
 use crate::hbone::{Destination, H2Stream, HboneClient, TunnelError};
 
@@ -25,6 +26,26 @@ use crate::hbone::{Destination, H2Stream, HboneClient, TunnelError};
 pub trait ResolveDestination: Send + Sync + 'static {
     /// The destination for `host:port`, or `None` if the mesh does not know it.
     fn resolve(&self, host: &str, port: u16) -> Option<Destination>;
+
+    /// Feedback for passive health checking: what happened when `host`'s endpoint at
+    /// `endpoint` (the CONNECT authority) was used. Balancing resolvers feed their outlier
+    /// detector with it; the default ignores it.
+    fn report(&self, host: &str, endpoint: SocketAddr, outcome: Outcome) {
+        let _ = (host, endpoint, outcome);
+    }
+}
+
+/// Which upstream served a response: hyper copies it into every response's extensions, so
+/// callers (and the resilience layer) can attribute outcomes to endpoints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UpstreamInfo {
+    /// The service host the request named.
+    pub host: String,
+    /// The endpoint (CONNECT authority: workload IP and target port).
+    pub endpoint: SocketAddr,
+    /// The endpoint's verified SPIFFE ID.
+    pub peer: Option<SpiffeId>,
 }
 
 /// A fixed table from `host:port` to destination.
@@ -75,10 +96,18 @@ pub struct MeshConnector {
 impl MeshConnector {
     /// A connector opening tunnels with `client` to destinations chosen by `routes`.
     pub fn new(client: HboneClient, routes: impl ResolveDestination) -> Self {
-        Self {
-            client,
-            routes: Arc::new(routes),
-        }
+        Self::with_shared_routes(client, Arc::new(routes))
+    }
+
+    /// Like [`new`](Self::new), with routes shared with other components.
+    pub fn with_shared_routes(client: HboneClient, routes: Arc<dyn ResolveDestination>) -> Self {
+        Self { client, routes }
+    }
+
+    /// Reports an outcome for an endpoint to the routes (see [`ResolveDestination::report`]).
+    pub fn report(&self, upstream: &UpstreamInfo, outcome: Outcome) {
+        self.routes
+            .report(&upstream.host, upstream.endpoint, outcome);
     }
 }
 
@@ -113,9 +142,19 @@ impl tower::Service<Uri> for MeshConnector {
                     "no mesh destination is known for {host}:{port}; add it to the destination table or discovery"
                 ))
             })?;
-            let stream = client.connect(&dest).await?;
+            let stream = match client.connect(&dest).await {
+                Ok(stream) => stream,
+                Err(e) => {
+                    routes.report(host, dest.authority(), Outcome::LocalOriginFailure);
+                    return Err(e);
+                }
+            };
             Ok(MeshStream {
-                peer: stream.peer_identity().cloned(),
+                upstream: UpstreamInfo {
+                    host: host.to_owned(),
+                    endpoint: dest.authority(),
+                    peer: stream.peer_identity().cloned(),
+                },
                 io: TokioIo::new(stream),
             })
         })
@@ -126,20 +165,25 @@ impl tower::Service<Uri> for MeshConnector {
 #[derive(Debug)]
 pub struct MeshStream {
     io: TokioIo<H2Stream>,
-    peer: Option<SpiffeId>,
+    upstream: UpstreamInfo,
 }
 
 impl MeshStream {
     /// The server's verified SPIFFE ID.
     pub fn peer_identity(&self) -> Option<&SpiffeId> {
-        self.peer.as_ref()
+        self.upstream.peer.as_ref()
+    }
+
+    /// Which endpoint this stream reaches.
+    pub fn upstream(&self) -> &UpstreamInfo {
+        &self.upstream
     }
 }
 
 impl Connection for MeshStream {
     fn connected(&self) -> Connected {
-        // The identity rides along so hyper's `HttpInfo`-style extras can expose it.
-        Connected::new().extra(self.peer.clone())
+        // hyper copies this into every response's extensions.
+        Connected::new().extra(self.upstream.clone())
     }
 }
 

@@ -10,7 +10,9 @@
 mod connector;
 mod serve;
 
-pub use connector::{MeshConnector, MeshStream, ResolveDestination, StaticDestinations};
+pub use connector::{
+    MeshConnector, MeshStream, ResolveDestination, StaticDestinations, UpstreamInfo,
+};
 pub use serve::{HttpService, PeerIdentity};
 
 /// The error type tower and hyper pass around.

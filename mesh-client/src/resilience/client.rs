@@ -17,12 +17,15 @@ use hyper::body::Incoming;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use mesh_core::{
     clock::{Clock, SystemClock},
-    resilience::{Backoff, CircuitBreaker, Overflow, Permit, ResourceKind, RetryBudget},
+    resilience::{Backoff, CircuitBreaker, Outcome, Overflow, Permit, ResourceKind, RetryBudget},
     rng::SplitMix64,
 };
 
 use super::{DEADLINE_HEADER, HttpPolicy, RequestError};
-use crate::{hbone::TunnelError, http::MeshConnector};
+use crate::{
+    hbone::TunnelError,
+    http::{MeshConnector, UpstreamInfo},
+};
 
 /// Per-service state shared by all requests to it.
 struct ServiceState {
@@ -37,6 +40,8 @@ struct ServiceState {
 #[derive(Clone)]
 pub struct ResilientClient {
     client: Client<MeshConnector, Full<Bytes>>,
+    /// Kept to report outcomes to the routes (passive health checking).
+    connector: MeshConnector,
     policy: Arc<HttpPolicy>,
     services: Arc<Mutex<HashMap<String, Arc<ServiceState>>>>,
 }
@@ -81,7 +86,13 @@ impl ResilientClient {
             .validate()
             .map_err(|e| RequestError::Invalid(format!("backoff: {e}")))?;
         Ok(Self {
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            // No idle HTTP connections: every request opens a tunnel, so every request is
+            // balanced (and retries can land on another endpoint). Tunnels ride pooled HBONE
+            // connections, so this costs one CONNECT exchange, not a handshake.
+            client: Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(0)
+                .build(connector.clone()),
+            connector,
             policy: Arc::new(policy),
             services: Arc::new(Mutex::new(HashMap::new())),
         })
@@ -229,6 +240,9 @@ impl ResilientClient {
         match result {
             Ok(response) => {
                 let status = response.status().as_u16();
+                if let Some(upstream) = response.extensions().get::<UpstreamInfo>() {
+                    self.connector.report(upstream, Outcome::Http(status));
+                }
                 if retry_on.status(status) && replayable {
                     Attempt::Retry(Last::Response(response))
                 } else {

@@ -7,8 +7,9 @@ use std::{
 
 use mesh_core::{
     balance::{BalanceConfigError, Balancer, PickContext, Policy, PriorityConfig},
-    clock::SystemClock,
+    clock::{Clock, SystemClock, Timestamp},
     model::{Endpoint, Service, Snapshot},
+    resilience::{Outcome, OutlierConfig, OutlierConfigError, OutlierDetector, OutlierEvent},
     rng::{Rng, SplitMix64},
 };
 use mesh_tls::ExpectedIdentities;
@@ -20,6 +21,7 @@ pub struct BalancedDestinations {
     discovery: Arc<dyn Discovery>,
     policy: Policy,
     priority: PriorityConfig,
+    outlier: OutlierConfig,
     services: Mutex<HashMap<String, ServiceBalancer>>,
 }
 
@@ -27,6 +29,25 @@ struct ServiceBalancer {
     /// The endpoint set the balancer holds (compared by pointer to detect updates).
     endpoints: Arc<[Endpoint]>,
     balancer: Box<dyn Balancer + Send>,
+    /// Passive health: ejections are forwarded to the balancer.
+    outliers: OutlierDetector,
+}
+
+impl ServiceBalancer {
+    fn apply(&mut self, events: impl IntoIterator<Item = OutlierEvent>) {
+        for event in events {
+            tracing::info!(endpoint = %event.address(), ejected = event.is_ejection(), "outlier detection");
+            self.balancer
+                .set_ejected(event.address(), event.is_ejection());
+        }
+    }
+
+    fn tick(&mut self, now: Timestamp) {
+        if now >= self.outliers.next_deadline() {
+            let events = self.outliers.tick(now);
+            self.apply(events);
+        }
+    }
 }
 
 impl BalancedDestinations {
@@ -41,8 +62,27 @@ impl BalancedDestinations {
             discovery,
             policy,
             priority,
+            outlier: OutlierConfig::default(),
             services: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Uses `config` for passive health checking (Istio `outlierDetection`; default: Istio's).
+    pub fn with_outlier_detection(
+        mut self,
+        config: OutlierConfig,
+    ) -> Result<Self, OutlierConfigError> {
+        config.validate()?;
+        self.outlier = config;
+        Ok(self)
+    }
+
+    /// Whether outlier detection currently ejects `endpoint` of `host`.
+    pub fn is_ejected(&self, host: &str, endpoint: SocketAddr) -> bool {
+        let services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
+        services
+            .get(&normalize(host))
+            .is_some_and(|s| s.outliers.is_ejected(endpoint))
     }
 
     /// Picks an endpoint of `host` and describes how to reach it on `port`.
@@ -68,26 +108,41 @@ impl BalancedDestinations {
                         SplitMix64::from_entropy().next_u64(),
                     )
                     .ok()?;
+                let outliers = OutlierDetector::new(self.outlier, SystemClock.now()).ok()?;
                 services
                     .entry(service.hostname.as_str().to_owned())
                     .or_insert(ServiceBalancer {
                         endpoints: Arc::from(Vec::new()),
                         balancer,
+                        outliers,
                     })
             }
         };
         if !Arc::ptr_eq(&entry.endpoints, endpoints) {
             entry.balancer.update(endpoints.clone());
+            entry
+                .outliers
+                .set_endpoints(endpoints.iter().map(|e| e.address));
+            // Ejections survive the update for endpoints that remain.
+            let ejected: Vec<SocketAddr> = entry.outliers.ejected().collect();
+            for address in ejected {
+                entry.balancer.set_ejected(address, true);
+            }
             entry.endpoints = endpoints.clone();
         }
+        entry.tick(SystemClock.now());
         let index = entry.balancer.pick(&PickContext::new())?;
         let endpoint = entry.balancer.endpoints().get(index)?.clone();
         destination(&service, &endpoint)
     }
 }
 
+fn normalize(host: &str) -> String {
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
 fn lookup<'a>(snapshot: &'a Snapshot, host: &str) -> Option<(Arc<Service>, &'a Arc<[Endpoint]>)> {
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let host = normalize(host);
     Some((snapshot.service(&host)?.clone(), snapshot.endpoints(&host)?))
 }
 
@@ -111,6 +166,17 @@ fn destination(service: &Service, endpoint: &Endpoint) -> Option<Destination> {
 impl ResolveDestination for BalancedDestinations {
     fn resolve(&self, host: &str, port: u16) -> Option<Destination> {
         self.pick(host, port)
+    }
+
+    fn report(&self, host: &str, endpoint: SocketAddr, outcome: Outcome) {
+        let mut services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = services.get_mut(&normalize(host)) {
+            let now = SystemClock.now();
+            if let Some(event) = entry.outliers.record(endpoint, outcome, now) {
+                entry.apply([event]);
+            }
+            entry.tick(now);
+        }
     }
 }
 

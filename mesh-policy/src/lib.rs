@@ -1,13 +1,22 @@
 //! Security policy as pure decision engines.
 //!
-//! Scope: Istio `AuthorizationPolicy` (ALLOW/DENY/AUDIT/CUSTOM) compiled into indexed matchers,
-//! `RequestAuthentication` (JWT), `PeerAuthentication` modes, and rate-limit decisions (local token
-//! buckets; a global backend behind a trait). Each engine takes a description of a connection or
-//! request and returns a decision that explains itself.
+//! Scope: each engine takes a description of a connection or request and returns a decision
+//! that explains itself (which policy and rule decided, and why), so the same answer can be
+//! enforced on the data path, written to logs, and reproduced offline by `meshctl`.
+//!
+//! - [`authz`]: Istio `AuthorizationPolicy` (ALLOW, DENY, AUDIT, CUSTOM; dry-run), loaded from
+//!   Istio YAML as written and compiled into indexed matchers.
+//!
+//! Still to come here: `RequestAuthentication` (JWT), `PeerAuthentication` modes, and
+//! rate-limit decisions (local token buckets; a global backend behind a trait).
 //!
 //! Non-goals: no sockets on the request path (only a rate-limit backend and JWKS refresh may do
-//! I/O), no certificate handling (that is `mesh-tls`), no HTTP serving (that is `mesh-client`).
-//!
-//! Status: the engines arrive with the security-policy work; this crate fixes their home and the
-//! dependency direction (`mesh-core` below, `mesh-client` above).
+//! I/O), no certificate handling (that is `mesh-tls`), no HTTP serving and no calls to external
+//! authorizers (that is `mesh-client`, which wires these engines into the inbound path).
 #![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod authz;

@@ -1,0 +1,163 @@
+//! Address sets compiled for lookup: CIDR tables keyed by prefix length, and sorted ports.
+
+use std::{
+    collections::HashSet,
+    net::{IpAddr, Ipv4Addr},
+};
+
+use ipnet::IpNet;
+
+/// IP blocks as one hash set of network addresses per prefix length.
+///
+/// A lookup masks the address once per distinct prefix length present (longest first) and
+/// probes the set, so its cost follows the number of distinct lengths (a handful in practice),
+/// not the number of blocks.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CidrSet {
+    v4: Vec<(u8, HashSet<u32>)>,
+    v6: Vec<(u8, HashSet<u128>)>,
+}
+
+impl CidrSet {
+    pub(crate) fn new(blocks: &[IpNet]) -> Self {
+        let mut set = Self::default();
+        for block in blocks {
+            match block {
+                IpNet::V4(net) => {
+                    let len = net.prefix_len();
+                    let addr = u32::from(net.addr()) & mask4(len);
+                    insert(&mut set.v4, len, addr);
+                }
+                IpNet::V6(net) => {
+                    let len = net.prefix_len();
+                    let addr = u128::from(net.addr()) & mask6(len);
+                    insert(&mut set.v6, len, addr);
+                }
+            }
+        }
+        set
+    }
+
+    /// Whether `ip` lies in any block. IPv4-mapped IPv6 addresses are expected to have been
+    /// converted to IPv4 by the caller (the request view does it once).
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(ip) => {
+                let ip = u32::from(ip);
+                self.v4
+                    .iter()
+                    .any(|(len, set)| set.contains(&(ip & mask4(*len))))
+            }
+            IpAddr::V6(ip) => {
+                let ip = u128::from(ip);
+                self.v6
+                    .iter()
+                    .any(|(len, set)| set.contains(&(ip & mask6(*len))))
+            }
+        }
+    }
+}
+
+/// Adds `addr` under prefix length `len`, keeping lengths sorted longest first.
+fn insert<T: std::hash::Hash + Eq>(table: &mut Vec<(u8, HashSet<T>)>, len: u8, addr: T) {
+    match table.iter_mut().find(|(l, _)| *l == len) {
+        Some((_, set)) => {
+            set.insert(addr);
+        }
+        None => {
+            table.push((len, HashSet::from([addr])));
+            table.sort_by(|a, b| b.0.cmp(&a.0));
+        }
+    }
+}
+
+fn mask4(len: u8) -> u32 {
+    u32::MAX
+        .checked_shl(32 - u32::from(len.min(32)))
+        .unwrap_or(0)
+}
+
+fn mask6(len: u8) -> u128 {
+    u128::MAX
+        .checked_shl(128 - u32::from(len.min(128)))
+        .unwrap_or(0)
+}
+
+/// Ports as a sorted list, searched by bisection.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PortSet(Box<[u16]>);
+
+impl PortSet {
+    pub(crate) fn new(ports: &[u16]) -> Self {
+        let mut ports = ports.to_vec();
+        ports.sort_unstable();
+        ports.dedup();
+        Self(ports.into_boxed_slice())
+    }
+
+    pub(crate) fn contains(&self, port: u16) -> bool {
+        self.0.binary_search(&port).is_ok()
+    }
+}
+
+/// Maps IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`, from dual-stack sockets) to IPv4, so
+/// `10.0.0.0/8` matches them as Envoy does.
+pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(IpAddr::V6(v6), |v4: Ipv4Addr| IpAddr::V4(v4)),
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CidrSet, PortSet, canonical};
+
+    fn set(blocks: &[&str]) -> CidrSet {
+        let blocks: Vec<_> = blocks.iter().map(|b| b.parse().unwrap()).collect();
+        CidrSet::new(&blocks)
+    }
+
+    #[test]
+    fn longest_and_shortest_prefixes() {
+        let s = set(&[
+            "10.0.0.0/8",
+            "192.168.1.7/32",
+            "172.16.5.9/12",
+            "2001:db8::/32",
+        ]);
+        assert!(s.contains("10.200.1.1".parse().unwrap()));
+        assert!(s.contains("192.168.1.7".parse().unwrap()));
+        assert!(!s.contains("192.168.1.8".parse().unwrap()));
+        // Host bits in the block are ignored, as Envoy masks them.
+        assert!(s.contains("172.31.0.1".parse().unwrap()));
+        assert!(s.contains("2001:db8:1::1".parse().unwrap()));
+        assert!(!s.contains("2001:db9::1".parse().unwrap()));
+        assert!(!s.contains("11.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn zero_length_prefix_matches_its_family_only() {
+        let s = set(&["0.0.0.0/0"]);
+        assert!(s.contains("8.8.8.8".parse().unwrap()));
+        assert!(!s.contains("::1".parse().unwrap()));
+        assert!(set(&["::/0"]).contains("::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn mapped_addresses_become_ipv4() {
+        let ip = canonical("::ffff:10.1.2.3".parse().unwrap());
+        assert_eq!(ip, "10.1.2.3".parse::<std::net::IpAddr>().unwrap());
+        assert!(set(&["10.0.0.0/8"]).contains(ip));
+    }
+
+    #[test]
+    fn ports() {
+        let p = PortSet::new(&[443, 80, 80, 8080]);
+        assert!(p.contains(80) && p.contains(8080));
+        assert!(p.contains(443));
+        assert!(!p.contains(81));
+    }
+}

@@ -1,0 +1,205 @@
+//! The rules of one action, indexed so a request only visits rules that could match it.
+//!
+//! Most rules name their callers exactly (`principals: [cluster.local/ns/a/sa/b]`), a
+//! namespace, or a port. Such a rule can only match a request carrying one of those values, so
+//! it is filed under them; a request then visits the rules filed under its principal, its
+//! namespace and its port, plus the rules that could not be filed. Each rule is filed under
+//! one dimension only, so the four lists never share a rule, and each list is in rule order,
+//! so merging them visits rules in policy order and the first match is the one a linear scan
+//! would have found.
+
+use std::collections::HashMap;
+
+use super::rule::CompiledRule;
+use crate::authz::{
+    model::{Rule, Source},
+    pattern::StringPattern,
+    view::View,
+};
+
+/// How a rule needing HTTP attributes is judged on a raw TCP connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TcpMode {
+    /// ALLOW: such a rule cannot match (refusing is the safe side).
+    Skip,
+    /// DENY, CUSTOM, AUDIT: its HTTP parts are assumed to match (refusing is the safe side).
+    Assume,
+}
+
+/// All rules of one action (enforced or dry-run), in policy order.
+#[derive(Debug, Default)]
+pub(crate) struct RuleGroup {
+    rules: Vec<CompiledRule>,
+    by_principal: HashMap<Box<str>, Vec<u32>>,
+    by_namespace: HashMap<Box<str>, Vec<u32>>,
+    by_port: HashMap<u16, Vec<u32>>,
+    unindexed: Vec<u32>,
+    /// Policies in the group, including rule-less ones (`spec: {}`).
+    pub(crate) policies: usize,
+    /// Rules that need HTTP attributes.
+    pub(crate) http_rules: usize,
+}
+
+impl RuleGroup {
+    /// Adds the rules of the policy at `policy` (its index in the authorizer's list).
+    pub(crate) fn add_policy(&mut self, policy: usize, rules: &[Rule]) {
+        self.policies += 1;
+        for (rule_index, rule) in rules.iter().enumerate() {
+            let Ok(id) = u32::try_from(self.rules.len()) else {
+                // Four billion rules do not fit in memory anyway; stop indexing rather than wrap.
+                continue;
+            };
+            let compiled = CompiledRule::new(policy, rule_index, rule);
+            self.http_rules += usize::from(!compiled.http_fields.is_empty());
+            self.rules.push(compiled);
+            if let Some(keys) = exact_keys(&rule.from, |s| &s.principals) {
+                file(&mut self.by_principal, keys, id);
+            } else if let Some(keys) = exact_keys(&rule.from, |s| &s.namespaces) {
+                file(&mut self.by_namespace, keys, id);
+            } else if let Some(ports) = port_keys(rule) {
+                for port in ports {
+                    let ids = self.by_port.entry(port).or_default();
+                    if ids.last() != Some(&id) {
+                        ids.push(id);
+                    }
+                }
+            } else {
+                self.unindexed.push(id);
+            }
+        }
+    }
+
+    /// The rules that may match `v`, in policy order, each judged by `mode` on raw TCP.
+    pub(crate) fn matching<'g>(
+        &'g self,
+        v: &View<'_>,
+        mode: TcpMode,
+    ) -> impl Iterator<Item = &'g CompiledRule> {
+        let bucket = |ids: Option<&'g Vec<u32>>| ids.map_or(&[][..], Vec::as_slice);
+        let lists = [
+            bucket(v.principal.and_then(|p| self.by_principal.get(p))),
+            bucket(v.namespace.and_then(|n| self.by_namespace.get(n))),
+            bucket(self.by_port.get(&v.port)),
+            &self.unindexed,
+        ];
+        let skip_http = mode == TcpMode::Skip && v.http.is_none();
+        Merge { lists }
+            .filter_map(|id| self.rules.get(usize::try_from(id).ok()?))
+            .filter(move |rule| !(skip_http && !rule.http_fields.is_empty()))
+            .filter(move |rule| rule.matches(v))
+    }
+
+    /// The first matching rule in policy order.
+    pub(crate) fn first_match<'g>(
+        &'g self,
+        v: &View<'_>,
+        mode: TcpMode,
+    ) -> Option<&'g CompiledRule> {
+        if self.rules.is_empty() {
+            return None;
+        }
+        self.matching(v, mode).next()
+    }
+
+    /// The first matching rule of each policy that has one.
+    pub(crate) fn first_match_per_policy<'g>(
+        &'g self,
+        v: &View<'_>,
+        mode: TcpMode,
+    ) -> Vec<&'g CompiledRule> {
+        let mut out: Vec<&CompiledRule> = Vec::new();
+        if self.rules.is_empty() {
+            return out;
+        }
+        for rule in self.matching(v, mode) {
+            if out.last().is_none_or(|last| last.policy != rule.policy) {
+                out.push(rule);
+            }
+        }
+        out
+    }
+}
+
+/// The union of a source field's values, when every source constrains it with exact values
+/// only (so the request must carry one of them for the rule to match).
+fn exact_keys<'r>(
+    from: &'r [Source],
+    field: impl Fn(&'r Source) -> &'r Vec<StringPattern>,
+) -> Option<Vec<&'r str>> {
+    if from.is_empty() {
+        return None;
+    }
+    let mut keys = Vec::new();
+    for source in from {
+        let patterns = field(source);
+        if patterns.is_empty() {
+            return None;
+        }
+        for pattern in patterns {
+            match pattern {
+                StringPattern::Exact(value) => keys.push(value.as_str()),
+                _ => return None,
+            }
+        }
+    }
+    Some(keys)
+}
+
+/// The union of the operations' ports, when every operation lists ports.
+fn port_keys(rule: &Rule) -> Option<Vec<u16>> {
+    if rule.to.is_empty() || rule.to.iter().any(|op| op.ports.is_empty()) {
+        return None;
+    }
+    Some(
+        rule.to
+            .iter()
+            .flat_map(|op| op.ports.iter().copied())
+            .collect(),
+    )
+}
+
+fn file(index: &mut HashMap<Box<str>, Vec<u32>>, keys: Vec<&str>, id: u32) {
+    for key in keys {
+        let ids = index.entry(key.into()).or_default();
+        // A key listed twice in one rule files the rule once.
+        if ids.last() != Some(&id) {
+            ids.push(id);
+        }
+    }
+}
+
+/// Merges sorted lists of distinct rule ids without allocating.
+struct Merge<'a> {
+    lists: [&'a [u32]; 4],
+}
+
+impl Iterator for Merge<'_> {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        let (slot, id) = self
+            .lists
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, list)| list.first().map(|id| (slot, *id)))
+            .min_by_key(|(_, id)| *id)?;
+        if let Some(list) = self.lists.get_mut(slot) {
+            *list = list.get(1..).unwrap_or_default();
+        }
+        Some(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Merge;
+
+    #[test]
+    fn merge_visits_ids_in_order() {
+        let merged: Vec<u32> = Merge {
+            lists: [&[1, 5], &[], &[2, 3, 9], &[0, 4]],
+        }
+        .collect();
+        assert_eq!(merged, [0, 1, 2, 3, 4, 5, 9]);
+    }
+}

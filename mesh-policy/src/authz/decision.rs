@@ -156,9 +156,7 @@ impl fmt::Display for ActionTaken {
 impl fmt::Display for Reason<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::RuleMatched { assumed_http } if assumed_http.is_empty() => {
-                f.write_str("every part of the rule matched")
-            }
+            Self::RuleMatched { assumed_http: [] } => f.write_str("every part of the rule matched"),
             Self::RuleMatched { assumed_http } => write!(
                 f,
                 "raw TCP connection: the rule's HTTP conditions ({}) cannot be checked without \

@@ -66,7 +66,7 @@ fn insert<T: std::hash::Hash + Eq>(table: &mut Vec<(u8, HashSet<T>)>, len: u8, a
         }
         None => {
             table.push((len, HashSet::from([addr])));
-            table.sort_by(|a, b| b.0.cmp(&a.0));
+            table.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
         }
     }
 }

@@ -85,7 +85,7 @@ impl RuleGroup {
         let skip_http = mode == TcpMode::Skip && v.http.is_none();
         Merge { lists }
             .filter_map(|id| self.rules.get(usize::try_from(id).ok()?))
-            .filter(move |rule| !(skip_http && !rule.http_fields.is_empty()))
+            .filter(move |rule| !skip_http || rule.http_fields.is_empty())
             .filter(move |rule| rule.matches(v))
     }
 

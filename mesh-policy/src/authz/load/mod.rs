@@ -64,11 +64,21 @@ pub fn parse_policies(yaml: &str) -> Result<Vec<AuthorizationPolicy>, PolicyErro
         let raw: RawPolicy = serde_path_to_error::deserialize(strict).map_err(|e| {
             let path = e.path().to_string();
             let path = if path == "." { String::new() } else { path };
-            cx.error(path, PolicyErrorKind::Syntax, e.into_inner().to_string())
+            let reason = without_path_prefix(&path, e.into_inner().to_string());
+            cx.error(path, PolicyErrorKind::Syntax, reason)
         })?;
         policies.push(convert::convert(&cx, raw)?);
     }
     Ok(policies)
+}
+
+/// serde_yaml_ng starts its messages with its own, coarser path (`spec.rules[0]: unknown
+/// field ...`); the error already carries the precise one, so drop the repetition.
+fn without_path_prefix(path: &str, reason: String) -> String {
+    match reason.split_once(": ") {
+        Some((prefix, rest)) if !prefix.is_empty() && path.starts_with(prefix) => rest.to_owned(),
+        _ => reason,
+    }
 }
 
 /// Refuses documents that are not AuthorizationPolicies of a known API version.

@@ -8,6 +8,7 @@
 use std::{io, net::SocketAddr, path::PathBuf};
 
 use mesh_client::hbone::TunnelError;
+use mesh_policy::authz::PolicyError;
 use mesh_tls::{CaError, PemError, TlsConfigError, source::files::FileSourceError};
 use thiserror::Error;
 
@@ -71,6 +72,14 @@ pub(crate) enum Error {
         path: PathBuf,
         /// The operating system's reason.
         source: io::Error,
+    },
+    /// A policy file holds a document that is not a valid AuthorizationPolicy.
+    #[error("{}: {source}", path.display())]
+    Policy {
+        /// The file given with `--policy`.
+        path: PathBuf,
+        /// Which document and field, and why (boxed: errors travel in every `Result`).
+        source: Box<PolicyError>,
     },
     /// A file is not the PEM it should be; the message names the file.
     #[error(transparent)]

@@ -4,6 +4,7 @@
 //! [`Outcome`] or an [`Error`]; it never prints errors or exits itself, so `main` alone decides
 //! how failures look and which exit status they get.
 
+mod authz;
 mod ca;
 mod cert;
 mod hbone;
@@ -30,6 +31,7 @@ pub(crate) fn run(command: Command, out: &mut dyn Write) -> Result<Outcome, Erro
         Command::Ca(command) => ca::run(command, out),
         Command::Cert(command) => cert::run(command, out),
         Command::Hbone(command) => hbone::run(command, out),
+        Command::Authz(command) => authz::run(command, out),
     }
 }
 

@@ -8,6 +8,7 @@
 //! Backends: [`StaticDiscovery`] (fixed, for tests and embedding) and [`FileDiscovery`] (the
 //! embedded default: a YAML/JSON file, reloaded live). DNS and etcd follow the same contract.
 
+mod etcd;
 mod file;
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -15,6 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use mesh_core::model::Snapshot;
 use tokio::sync::watch;
 
+pub use etcd::{EtcdConfig, EtcdDiscovery, EtcdError, EtcdRegistration, RegistrationStatus};
 pub use file::{FileDiscovery, FileDiscoveryError};
 
 /// A source of service snapshots.

@@ -5,8 +5,10 @@
 //! half-applied update. A backend that fails to refresh keeps publishing its last good snapshot
 //! and reports the failure through [`DiscoveryStatus`].
 //!
-//! Backends: [`StaticDiscovery`] (fixed, for tests and embedding) and [`FileDiscovery`] (the
-//! embedded default: a YAML/JSON file, reloaded live). DNS and etcd follow the same contract.
+//! Backends: [`StaticDiscovery`] (fixed, for tests and embedding), [`FileDiscovery`] (the
+//! embedded default: a YAML/JSON file, reloaded live) and [`EtcdDiscovery`] (a registry for
+//! fleets beyond one machine; services announce themselves with [`EtcdRegistration`] under a
+//! lease). DNS follows the same contract.
 
 mod etcd;
 mod file;

@@ -9,78 +9,11 @@ use std::{
 
 use tempfile::TempDir;
 
-const POLICIES: &str = r#"
-# Istio docs shape: ALLOW GET on /api/* from the web service account, for app=api.
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata:
-  name: allow-web
-  namespace: shop
-spec:
-  selector:
-    matchLabels:
-      app: api
-  action: ALLOW
-  rules:
-  - from:
-    - source:
-        principals: ["cluster.local/ns/shop/sa/web"]
-    to:
-    - operation:
-        methods: ["GET"]
-        paths: ["/api/*"]
-  - from:
-    - source:
-        namespaces: ["monitoring"]
-    to:
-    - operation:
-        ports: ["9090"]
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata:
-  name: deny-delete
-  namespace: shop
-spec:
-  action: DENY
-  rules:
-  # Pinned to the HTTP port, as Istio recommends: a DENY rule made only of HTTP attributes
-  # would deny every raw TCP connection.
-  - to:
-    - operation:
-        methods: ["DELETE"]
-        ports: ["8080"]
-    when:
-    - key: request.headers[x-break-glass]
-      notValues: ["yes"]
-"#;
+/// Namespace `shop`: an ALLOW policy for `app: api` and a DENY pinned to the HTTP port.
+const POLICIES: &str = include_str!("fixtures/authz-shop.yaml");
 
-const MESH_WIDE: &str = r#"
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: audit-admin, namespace: istio-system}
-spec:
-  action: AUDIT
-  rules: [{to: [{operation: {paths: ["/admin/*"]}}]}]
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata:
-  name: deny-plaintext
-  namespace: istio-system
-  annotations: {istio.io/dry-run: "true"}
-spec:
-  action: DENY
-  rules: [{from: [{source: {notPrincipals: ["*"]}}]}]
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: ext-authz, namespace: istio-system}
-spec:
-  action: CUSTOM
-  provider: {name: opa}
-  rules: [{to: [{operation: {paths: ["/api/orders*"]}}]}]
-"#;
+/// Root namespace: AUDIT, a dry-run DENY of plaintext, and a CUSTOM provider.
+const MESH_WIDE: &str = include_str!("fixtures/authz-mesh.yaml");
 
 const WEB: &str = "spiffe://cluster.local/ns/shop/sa/web";
 

@@ -236,3 +236,14 @@ static UNKNOWN: PolicyId = PolicyId {
     namespace: String::new(),
     name: String::new(),
 };
+
+#[cfg(test)]
+mod tests {
+    use super::Authorizer;
+
+    #[test]
+    fn can_be_shared_across_connection_tasks() {
+        fn shareable<T: Send + Sync + 'static>() {}
+        shareable::<Authorizer>();
+    }
+}

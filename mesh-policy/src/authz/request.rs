@@ -122,8 +122,15 @@ impl HttpAttributes {
     }
 
     /// The value of header `name` (case-insensitive). Repeated headers are joined with `,`, the
-    /// way Envoy's header matchers see them.
+    /// way Envoy's header matchers see them, and the HTTP/2 pseudo-headers `:authority`,
+    /// `:method` and `:path` read the request's own attributes, as they do in Envoy.
     pub fn header(&self, name: &str) -> Option<Cow<'_, str>> {
+        match name {
+            ":authority" => return Some(Cow::Borrowed(&self.host)),
+            ":method" => return Some(Cow::Borrowed(&self.method)),
+            ":path" => return Some(Cow::Borrowed(&self.path)),
+            _ => {}
+        }
         let mut values = self
             .headers
             .iter()
@@ -206,6 +213,9 @@ mod tests {
         assert_eq!(http.header("other").as_deref(), Some(""));
         assert_eq!(http.header("missing"), None);
         assert_eq!(http.url_path(), "/a");
+        assert_eq!(http.header(":path").as_deref(), Some("/a?b=c"));
+        assert_eq!(http.header(":method").as_deref(), Some("GET"));
+        assert_eq!(http.header(":authority").as_deref(), Some("h"));
     }
 
     #[test]

@@ -7,4 +7,5 @@
 )]
 
 pub mod generate;
+pub mod parse;
 pub mod reference;

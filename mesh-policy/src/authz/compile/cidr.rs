@@ -1,11 +1,10 @@
 //! Address sets compiled for lookup: CIDR tables keyed by prefix length, and sorted ports.
 
-use std::{
-    collections::HashSet,
-    net::{IpAddr, Ipv4Addr},
-};
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
+
+use super::hash::FastSet;
 
 /// IP blocks as one hash set of network addresses per prefix length.
 ///
@@ -14,8 +13,8 @@ use ipnet::IpNet;
 /// not the number of blocks.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct CidrSet {
-    v4: Vec<(u8, HashSet<u32>)>,
-    v6: Vec<(u8, HashSet<u128>)>,
+    v4: Vec<(u8, FastSet<u32>)>,
+    v6: Vec<(u8, FastSet<u128>)>,
 }
 
 impl CidrSet {
@@ -59,13 +58,13 @@ impl CidrSet {
 }
 
 /// Adds `addr` under prefix length `len`, keeping lengths sorted longest first.
-fn insert<T: std::hash::Hash + Eq>(table: &mut Vec<(u8, HashSet<T>)>, len: u8, addr: T) {
+fn insert<T: std::hash::Hash + Eq>(table: &mut Vec<(u8, FastSet<T>)>, len: u8, addr: T) {
     match table.iter_mut().find(|(l, _)| *l == len) {
         Some((_, set)) => {
             set.insert(addr);
         }
         None => {
-            table.push((len, HashSet::from([addr])));
+            table.push((len, FastSet::from_iter([addr])));
             table.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
         }
     }
@@ -98,6 +97,53 @@ impl PortSet {
     pub(crate) fn contains(&self, port: u16) -> bool {
         self.0.binary_search(&port).is_ok()
     }
+}
+
+/// The bucket width of the cross-rule index: a request probes one `/16` (IPv4) or `/48`
+/// (IPv6) bucket, which holds every rule with a block overlapping it.
+const V4_BUCKET: u8 = 16;
+const V6_BUCKET: u8 = 48;
+/// Blocks wider than a bucket are filed under each bucket they cover, up to 2^8 of them;
+/// wider ones (a `/0`, say) are not worth indexing.
+const MAX_SPREAD_BITS: u8 = 8;
+
+/// The index buckets a block covers, or `None` if it is too wide to file.
+pub(crate) fn buckets(block: &IpNet) -> Option<Vec<Bucket>> {
+    match block {
+        IpNet::V4(net) => {
+            let base = u32::from(net.addr()) & mask4(V4_BUCKET.min(net.prefix_len()));
+            let spread = V4_BUCKET.saturating_sub(net.prefix_len());
+            (spread <= MAX_SPREAD_BITS).then(|| {
+                (0..1u32 << spread)
+                    .map(|i| Bucket::V4(base | (i << (32 - u32::from(V4_BUCKET)))))
+                    .collect()
+            })
+        }
+        IpNet::V6(net) => {
+            let base = u128::from(net.addr()) & mask6(V6_BUCKET.min(net.prefix_len()));
+            let spread = V6_BUCKET.saturating_sub(net.prefix_len());
+            (spread <= MAX_SPREAD_BITS).then(|| {
+                (0..1u128 << spread)
+                    .map(|i| Bucket::V6(base | (i << (128 - u32::from(V6_BUCKET)))))
+                    .collect()
+            })
+        }
+    }
+}
+
+/// The bucket an address falls in.
+pub(crate) fn bucket_of(ip: IpAddr) -> Bucket {
+    match ip {
+        IpAddr::V4(ip) => Bucket::V4(u32::from(ip) & mask4(V4_BUCKET)),
+        IpAddr::V6(ip) => Bucket::V6(u128::from(ip) & mask6(V6_BUCKET)),
+    }
+}
+
+/// A `/16` or `/48` network, as an index key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Bucket {
+    V4(u32),
+    V6(u128),
 }
 
 /// Maps IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`, from dual-stack sockets) to IPv4, so
@@ -151,6 +197,29 @@ mod tests {
         let ip = canonical("::ffff:10.1.2.3".parse().unwrap());
         assert_eq!(ip, "10.1.2.3".parse::<std::net::IpAddr>().unwrap());
         assert!(set(&["10.0.0.0/8"]).contains(ip));
+    }
+
+    #[test]
+    fn buckets_cover_blocks_and_contain_their_addresses() {
+        use super::{Bucket, bucket_of, buckets};
+        let net = |s: &str| s.parse::<ipnet::IpNet>().unwrap();
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert_eq!(
+            buckets(&net("10.1.2.0/24")).unwrap(),
+            [bucket_of(ip("10.1.200.1"))]
+        );
+        let wide = buckets(&net("10.0.0.0/8")).unwrap();
+        assert_eq!(wide.len(), 256);
+        assert!(wide.contains(&bucket_of(ip("10.255.0.1"))));
+        assert!(!wide.contains(&bucket_of(ip("11.0.0.1"))));
+        assert!(buckets(&net("10.0.0.0/7")).is_none());
+        assert!(buckets(&net("0.0.0.0/0")).is_none());
+        assert_eq!(buckets(&net("2001:db8::/40")).unwrap().len(), 256);
+        assert_eq!(
+            buckets(&net("2001:db8:1::/64")).unwrap(),
+            [bucket_of(ip("2001:db8:1::9"))]
+        );
+        assert!(matches!(bucket_of(ip("::1")), Bucket::V6(_)));
     }
 
     #[test]

@@ -1,16 +1,18 @@
 //! The rules of one action, indexed so a request only visits rules that could match it.
 //!
 //! Most rules name their callers exactly (`principals: [cluster.local/ns/a/sa/b]`), a
-//! namespace, or a port. Such a rule can only match a request carrying one of those values, so
-//! it is filed under them; a request then visits the rules filed under its principal, its
-//! namespace and its port, plus the rules that could not be filed. Each rule is filed under
-//! one dimension only, so the four lists never share a rule, and each list is in rule order,
-//! so merging them visits rules in policy order and the first match is the one a linear scan
-//! would have found.
+//! namespace, source IP blocks, or a port. Such a rule can only match a request carrying one of
+//! those values, so it is filed under them; a request then visits the rules filed under its
+//! principal, its namespace, its address's bucket and its port, plus the rules that could not
+//! be filed. Each rule is filed under one dimension only, so the five lists never share a
+//! rule, and each list is in rule order, so merging them visits rules in policy order and the
+//! first match is the one a linear scan would have found.
 
-use std::collections::HashMap;
-
-use super::rule::CompiledRule;
+use super::{
+    cidr::{Bucket, bucket_of, buckets},
+    hash::FastMap,
+    rule::CompiledRule,
+};
 use crate::authz::{
     model::{Rule, Source},
     pattern::StringPattern,
@@ -30,9 +32,10 @@ pub(crate) enum TcpMode {
 #[derive(Debug, Default)]
 pub(crate) struct RuleGroup {
     rules: Vec<CompiledRule>,
-    by_principal: HashMap<Box<str>, Vec<u32>>,
-    by_namespace: HashMap<Box<str>, Vec<u32>>,
-    by_port: HashMap<u16, Vec<u32>>,
+    by_principal: FastMap<Box<str>, Vec<u32>>,
+    by_namespace: FastMap<Box<str>, Vec<u32>>,
+    by_source_ip: FastMap<Bucket, Vec<u32>>,
+    by_port: FastMap<u16, Vec<u32>>,
     unindexed: Vec<u32>,
     /// Policies in the group, including rule-less ones (`spec: {}`).
     pub(crate) policies: usize,
@@ -56,13 +59,10 @@ impl RuleGroup {
                 file(&mut self.by_principal, keys, id);
             } else if let Some(keys) = exact_keys(&rule.from, |s| &s.namespaces) {
                 file(&mut self.by_namespace, keys, id);
+            } else if let Some(keys) = ip_keys(&rule.from) {
+                file(&mut self.by_source_ip, keys, id);
             } else if let Some(ports) = port_keys(rule) {
-                for port in ports {
-                    let ids = self.by_port.entry(port).or_default();
-                    if ids.last() != Some(&id) {
-                        ids.push(id);
-                    }
-                }
+                file(&mut self.by_port, ports, id);
             } else {
                 self.unindexed.push(id);
             }
@@ -79,6 +79,7 @@ impl RuleGroup {
         let lists = [
             bucket(v.principal.and_then(|p| self.by_principal.get(p))),
             bucket(v.namespace.and_then(|n| self.by_namespace.get(n))),
+            bucket(self.by_source_ip.get(&bucket_of(v.source_ip))),
             bucket(self.by_port.get(&v.port)),
             &self.unindexed,
         ];
@@ -145,6 +146,18 @@ fn exact_keys<'r>(
     Some(keys)
 }
 
+/// The buckets of the sources' IP blocks, when every source lists blocks narrow enough.
+fn ip_keys(from: &[Source]) -> Option<Vec<Bucket>> {
+    if from.is_empty() || from.iter().any(|s| s.ip_blocks.is_empty()) {
+        return None;
+    }
+    let mut keys = Vec::new();
+    for block in from.iter().flat_map(|s| &s.ip_blocks) {
+        keys.extend(buckets(block)?);
+    }
+    Some(keys)
+}
+
 /// The union of the operations' ports, when every operation lists ports.
 fn port_keys(rule: &Rule) -> Option<Vec<u16>> {
     if rule.to.is_empty() || rule.to.iter().any(|op| op.ports.is_empty()) {
@@ -158,7 +171,11 @@ fn port_keys(rule: &Rule) -> Option<Vec<u16>> {
     )
 }
 
-fn file(index: &mut HashMap<Box<str>, Vec<u32>>, keys: Vec<&str>, id: u32) {
+fn file<K: std::hash::Hash + Eq, Q: Into<K>>(
+    index: &mut FastMap<K, Vec<u32>>,
+    keys: Vec<Q>,
+    id: u32,
+) {
     for key in keys {
         let ids = index.entry(key.into()).or_default();
         // A key listed twice in one rule files the rule once.
@@ -170,7 +187,7 @@ fn file(index: &mut HashMap<Box<str>, Vec<u32>>, keys: Vec<&str>, id: u32) {
 
 /// Merges sorted lists of distinct rule ids without allocating.
 struct Merge<'a> {
-    lists: [&'a [u32]; 4],
+    lists: [&'a [u32]; 5],
 }
 
 impl Iterator for Merge<'_> {
@@ -197,9 +214,9 @@ mod tests {
     #[test]
     fn merge_visits_ids_in_order() {
         let merged: Vec<u32> = Merge {
-            lists: [&[1, 5], &[], &[2, 3, 9], &[0, 4]],
+            lists: [&[1, 5], &[], &[2, 3, 9], &[0, 4], &[6]],
         }
         .collect();
-        assert_eq!(merged, [0, 1, 2, 3, 4, 5, 9]);
+        assert_eq!(merged, [0, 1, 2, 3, 4, 5, 6, 9]);
     }
 }

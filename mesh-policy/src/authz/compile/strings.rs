@@ -6,14 +6,16 @@
 //! prefix of a value `v` is the greatest key `<= v`: every string between a prefix `p` of `v`
 //! and `v` itself starts with `p`, so it would have been removed as redundant.
 
-use std::{cmp::Ordering, collections::HashSet};
+use std::cmp::Ordering;
+
+use super::hash::FastSet;
 
 use crate::authz::pattern::StringPattern;
 
 /// Compiled patterns of one field (`principals`, `hosts`, a `when` key's values, ...).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct StringSet {
-    exact: HashSet<Box<str>>,
+    exact: FastSet<Box<str>>,
     prefixes: Affixes,
     suffixes: Affixes,
     presence: bool,

@@ -314,6 +314,18 @@ fn when_request_headers() {
     assert!(!allows(
         &when("request.headers[x-user]", "notValues", "\"*bob\""),
         &req
+    )); // HTTP/2 pseudo-headers read the request's own attributes, as in Envoy.
+    assert!(allows(
+        &when("request.headers[:method]", "values", "GET"),
+        &req
+    ));
+    assert!(allows(
+        &when("request.headers[:authority]", "values", "h"),
+        &req
+    ));
+    assert!(!allows(
+        &when("request.headers[:path]", "values", "/x"),
+        &req
     ));
 }
 

@@ -58,7 +58,12 @@ pub struct BenchPki {
 impl BenchPki {
     /// Generates the CA and issues both SVIDs.
     pub fn generate() -> Result<Self, BoxError> {
-        let ca = DevCa::generate("bench.local".parse()?)?;
+        Self::with_ca(DevCa::generate("bench.local".parse()?)?)
+    }
+
+    /// Issues both SVIDs from an existing CA (of trust domain `bench.local`), for a process that
+    /// must trust the same root as its parent.
+    pub fn with_ca(ca: DevCa) -> Result<Self, BoxError> {
         let server_id: SpiffeId = "spiffe://bench.local/ns/bench/sa/server".parse()?;
         let client_id: SpiffeId = "spiffe://bench.local/ns/bench/sa/client".parse()?;
         let server_svid = issue_with_ip_san(&ca, &server_id, LOOPBACK)?;

@@ -75,6 +75,18 @@ impl HashKey {
     }
 }
 
+/// The key a consistent-hash balancer looks up: the request's hash key, or, for requests that
+/// carry none, a spread-out sequence (so keyless traffic still covers every endpoint).
+pub(super) fn pick_key(ctx: &super::PickContext, counter: &mut u64) -> u64 {
+    ctx.hash().map_or_else(
+        || {
+            *counter = counter.wrapping_add(1);
+            mix64(*counter)
+        },
+        |k| k.as_u64(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,8 +1,9 @@
+use super::hash::pick_key;
 use super::{
     Algorithm, BalanceConfigError, Candidates, PickContext, algorithm::SLOTS, hash::hash_pair,
     ring_hash::address_hash,
 };
-use crate::{model::Endpoint, rng::mix64};
+use crate::model::Endpoint;
 
 /// Envoy's upper bound on the Maglev table size.
 const MAX_TABLE_SIZE: u64 = 5_000_011;
@@ -155,13 +156,7 @@ impl Algorithm for Maglev {
             let table = self.build(endpoints, candidates.indices());
             *self.tables.get_mut(slot)? = Some(table);
         }
-        let key = ctx.hash().map_or_else(
-            || {
-                self.counter = self.counter.wrapping_add(1);
-                mix64(self.counter)
-            },
-            |k| k.as_u64(),
-        );
+        let key = pick_key(ctx, &mut self.counter);
         let table = self.tables.get(slot)?.as_ref()?;
         let entry = *table
             .entries
@@ -173,7 +168,7 @@ impl Algorithm for Maglev {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::balance::HashKey;
+    use crate::{balance::HashKey, rng::mix64};
 
     fn endpoints(weights: &[u32]) -> Vec<Endpoint> {
         weights

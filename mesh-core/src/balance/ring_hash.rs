@@ -1,11 +1,12 @@
 use std::net::SocketAddr;
 
+use super::hash::pick_key;
 use super::{
     Algorithm, BalanceConfigError, Candidates, PickContext,
     algorithm::SLOTS,
     hash::{hash_pair, stable_hash},
 };
-use crate::{model::Endpoint, rng::mix64};
+use crate::model::Endpoint;
 
 /// Envoy's upper bound on the ring size.
 const MAX_RING_SIZE_LIMIT: u64 = 8 * 1024 * 1024;
@@ -169,13 +170,7 @@ impl Algorithm for RingHash {
             let ring = self.build(endpoints, candidates.indices());
             *self.rings.get_mut(slot)? = Some(ring);
         }
-        let key = ctx.hash().map_or_else(
-            || {
-                self.counter = self.counter.wrapping_add(1);
-                mix64(self.counter)
-            },
-            |k| k.as_u64(),
-        );
+        let key = pick_key(ctx, &mut self.counter);
         let points = &self.rings.get(slot)?.as_ref()?.points;
         let at = points.partition_point(|&(h, _)| h < key);
         points.get(at).or_else(|| points.first()).map(|&(_, i)| i)
@@ -185,7 +180,7 @@ impl Algorithm for RingHash {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::balance::HashKey;
+    use crate::{balance::HashKey, rng::mix64};
 
     fn endpoints(n: usize) -> Vec<Endpoint> {
         (0..n)

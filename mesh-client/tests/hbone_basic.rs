@@ -264,3 +264,31 @@ async fn resets_are_mapped_in_both_directions() {
         Err(std::io::ErrorKind::ConnectionReset)
     );
 }
+
+#[tokio::test]
+async fn tunnels_held_by_a_handler_stay_counted_until_dropped() {
+    let mesh = Mesh::new();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    // The handler keeps each stream alive outside the task that accepted it.
+    let handler = Arc::new(move |tunnel: InboundTunnel| {
+        tx.send(tunnel.stream).unwrap();
+    });
+    let server = mesh.server(Delivery::Handler(handler)).await;
+    let client = mesh.client();
+    let d = dest(&server, 9090);
+    let _a = client.connect(&d).await.unwrap();
+    let _b = client.connect(&d).await.unwrap();
+    let held_a = tokio::time::timeout(STEP, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let held_b = tokio::time::timeout(STEP, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(server.stats().tunnels, 2);
+    drop(held_a);
+    assert_eq!(server.stats().tunnels, 1);
+    drop(held_b);
+    assert_eq!(server.stats().tunnels, 0);
+}

@@ -30,6 +30,29 @@ impl Drop for Counted<'_> {
     }
 }
 
+/// Counts one open tunnel in the server's total and in its connection's count (which the idle
+/// timer reads) for as long as it lives. It travels with the tunnel: a stream handed to an
+/// in-process handler outlives the task that accepted it and stays counted until dropped.
+pub(crate) struct TunnelGuard {
+    shared: Arc<Shared>,
+    streams: Arc<AtomicUsize>,
+}
+
+impl TunnelGuard {
+    fn new(shared: Arc<Shared>, streams: Arc<AtomicUsize>) -> Self {
+        shared.tunnels.fetch_add(1, Ordering::Relaxed);
+        streams.fetch_add(1, Ordering::Relaxed);
+        Self { shared, streams }
+    }
+}
+
+impl Drop for TunnelGuard {
+    fn drop(&mut self) {
+        self.shared.tunnels.fetch_sub(1, Ordering::Relaxed);
+        self.streams.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 pub(crate) async fn serve(tcp: TcpStream, peer_addr: SocketAddr, shared: Arc<Shared>) {
     let _counted = Counted::new(&shared.connections);
     tokio::select! {
@@ -104,18 +127,15 @@ async fn serve_inner(tcp: TcpStream, peer_addr: SocketAddr, shared: &Arc<Shared>
             next = conn.accept() => match next {
                 Some(Ok((request, respond))) => {
                     idle_since = None;
+                    let guard = TunnelGuard::new(shared.clone(), streams.clone());
                     let shared2 = shared.clone();
                     let info = info.clone();
-                    let streams = streams.clone();
-                    streams.fetch_add(1, Ordering::Relaxed);
                     let kill = shared.kill.clone();
                     shared.tasks.spawn(async move {
-                        let _tunnel = Counted::new(&shared2.tunnels);
                         tokio::select! {
-                            () = tunnel::handle(request, respond, info, shared2.clone()) => {}
+                            () = tunnel::handle(request, respond, info, shared2, guard) => {}
                             () = kill.cancelled() => {}
                         }
-                        streams.fetch_sub(1, Ordering::Relaxed);
                     });
                 }
                 Some(Err(e)) => {

@@ -7,7 +7,9 @@ use h2::server::SendResponse;
 use http::{Method, Request, Response, StatusCode};
 use mesh_core::SpiffeId;
 
-use super::{Delivery, ForwardTo, InboundRequest, InboundTunnel, Shared, Verdict};
+use super::{
+    Delivery, ForwardTo, InboundRequest, InboundTunnel, Shared, Verdict, connection::TunnelGuard,
+};
 use crate::{hbone::H2Stream, net};
 
 /// Buffer size for each direction of a forwarded tunnel; large enough for h2's big DATA frames.
@@ -32,12 +34,13 @@ fn respond(mut respond: SendResponse<Bytes>, status: StatusCode, why: &str) {
     }
 }
 
-/// Handles one stream to completion.
+/// Handles one stream to completion. `guard` keeps the tunnel counted while it is open.
 pub(crate) async fn handle(
     request: Request<h2::RecvStream>,
     responder: SendResponse<Bytes>,
     conn: ConnInfo,
     shared: Arc<Shared>,
+    guard: TunnelGuard,
 ) {
     if request.method() != Method::CONNECT {
         return respond(responder, StatusCode::BAD_REQUEST, "not a CONNECT");
@@ -131,7 +134,7 @@ pub(crate) async fn handle(
                 peer_addr: conn.peer_addr,
                 target,
                 headers,
-                stream,
+                stream: stream.with_guard(Box::new(guard)),
             });
         }
     }

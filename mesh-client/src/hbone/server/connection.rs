@@ -62,20 +62,37 @@ pub(crate) async fn serve(tcp: TcpStream, peer_addr: SocketAddr, shared: Arc<Sha
 }
 
 async fn serve_inner(tcp: TcpStream, peer_addr: SocketAddr, shared: &Arc<Shared>) {
+    // Boxed so the handshake's large state is freed once it is done, instead of sizing the
+    // connection task (which lives as long as the connection) for it.
+    let Some((conn, info)) = Box::pin(establish(tcp, peer_addr, shared)).await else {
+        return;
+    };
+    run(conn, info, shared).await;
+}
+
+type ServerConnection =
+    h2::server::Connection<tokio_rustls::server::TlsStream<TcpStream>, bytes::Bytes>;
+
+/// mTLS, ALPN and the HTTP/2 preface, each with its limit. `None` when any of them fails.
+async fn establish(
+    tcp: TcpStream,
+    peer_addr: SocketAddr,
+    shared: &Arc<Shared>,
+) -> Option<(ServerConnection, tunnel::ConnInfo)> {
     let _ = tcp.set_nodelay(true);
     let Ok(local_addr) = tcp.local_addr() else {
-        return;
+        return None;
     };
     let (tls, peer) = match shared.tls.accept(tcp).await {
         Ok(accepted) => accepted,
         Err(e) => {
             tracing::info!(%peer_addr, error = %e, "inbound mTLS handshake failed");
-            return;
+            return None;
         }
     };
     if tls.get_ref().1.alpn_protocol() != Some(mesh_tls::ALPN_H2) {
         tracing::info!(%peer_addr, %peer, "inbound connection did not negotiate ALPN h2; closing");
-        return;
+        return None;
     }
     let config = &shared.config;
     let handshake = h2::server::Builder::new()
@@ -86,15 +103,15 @@ async fn serve_inner(tcp: TcpStream, peer_addr: SocketAddr, shared: &Arc<Shared>
         .max_header_list_size(config.max_header_list_size)
         .max_send_buffer_size(MAX_SEND_BUFFER)
         .handshake::<_, bytes::Bytes>(tls);
-    let mut conn = match tokio::time::timeout(config.h2_handshake_timeout, handshake).await {
+    let conn = match tokio::time::timeout(config.h2_handshake_timeout, handshake).await {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => {
             tracing::info!(%peer_addr, %peer, error = %e, "inbound HTTP/2 handshake failed");
-            return;
+            return None;
         }
         Err(_) => {
             tracing::info!(%peer_addr, %peer, "inbound HTTP/2 preface not received in time");
-            return;
+            return None;
         }
     };
     let info = tunnel::ConnInfo {
@@ -102,6 +119,13 @@ async fn serve_inner(tcp: TcpStream, peer_addr: SocketAddr, shared: &Arc<Shared>
         peer_addr,
         local_addr,
     };
+    Some((conn, info))
+}
+
+/// Accepts streams until the connection ends, drains or idles out.
+async fn run(mut conn: ServerConnection, info: tunnel::ConnInfo, shared: &Arc<Shared>) {
+    let config = &shared.config;
+    let peer_addr = info.peer_addr;
     let streams = Arc::new(AtomicUsize::new(0));
     let mut ping_pong = conn.ping_pong();
     let keepalive = async {

@@ -6,6 +6,9 @@
 //!
 //! - [`authz`]: Istio `AuthorizationPolicy` (ALLOW, DENY, AUDIT, CUSTOM; dry-run), loaded from
 //!   Istio YAML as written and compiled into indexed matchers.
+//! - [`peer_authn`]: Istio `PeerAuthentication` resolved per workload and port (mesh <
+//!   namespace < workload, `UNSET` inheritance, `portLevelMtls`) into STRICT, PERMISSIVE or
+//!   DISABLE, with the deciding policy.
 //!
 //! Still to come here: `RequestAuthentication` (JWT), `PeerAuthentication` modes, and
 //! rate-limit decisions (local token buckets; a global backend behind a trait).
@@ -20,3 +23,4 @@
 )]
 
 pub mod authz;
+pub mod peer_authn;

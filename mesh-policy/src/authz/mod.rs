@@ -28,7 +28,7 @@ mod condition;
 mod decision;
 mod engine;
 mod error;
-mod load;
+pub(crate) mod load;
 mod model;
 mod pattern;
 mod request;

@@ -32,7 +32,7 @@ pub(super) fn convert(cx: &Cx, raw: RawPolicy) -> Result<AuthorizationPolicy, Po
 }
 
 /// `metadata.name` is required; the namespace defaults to `default` as with `kubectl apply`.
-fn policy_id(cx: &Cx, metadata: &RawMetadata) -> Result<PolicyId, PolicyError> {
+pub(crate) fn policy_id(cx: &Cx, metadata: &RawMetadata) -> Result<PolicyId, PolicyError> {
     let name = match metadata.name.as_deref() {
         Some(name) if !name.is_empty() => name.to_owned(),
         _ => return Err(cx.invalid("metadata.name", "every policy needs a name")),
@@ -120,7 +120,7 @@ fn meaningless(cx: &Cx, action: &str) -> PolicyError {
 }
 
 /// `matchLabels`, with Istio's refusals of empty keys and wildcards.
-fn selector(
+pub(crate) fn selector(
     cx: &Cx,
     labels: BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>, PolicyError> {

@@ -40,15 +40,16 @@ pub(super) struct RawPolicy {
 }
 
 /// `metadata`: what identifies the policy, plus the bookkeeping `kubectl get -o yaml` prints.
+/// Shared with the other `security.istio.io` kinds (see [`crate::peer_authn`]).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct RawMetadata {
+pub(crate) struct RawMetadata {
     #[serde(default)]
-    pub(super) name: Option<String>,
+    pub(crate) name: Option<String>,
     #[serde(default)]
-    pub(super) namespace: Option<String>,
+    pub(crate) namespace: Option<String>,
     #[serde(default)]
-    pub(super) annotations: BTreeMap<String, String>,
+    pub(crate) annotations: BTreeMap<String, String>,
     #[serde(default)]
     #[allow(dead_code, reason = "labels on a policy do not affect it")]
     pub(super) labels: BTreeMap<String, String>,
@@ -61,9 +62,10 @@ pub(super) struct RawMetadata {
     #[serde(default)]
     #[allow(dead_code, reason = "API server bookkeeping")]
     pub(super) generation: Option<IgnoredAny>,
+    /// RFC 3339, written by the API server; PeerAuthentication resolution orders by it
+    /// (`null`, as `kubectl` sometimes prints, reads as absent).
     #[serde(default)]
-    #[allow(dead_code, reason = "API server bookkeeping")]
-    pub(super) creation_timestamp: Option<IgnoredAny>,
+    pub(crate) creation_timestamp: Option<String>,
     #[serde(default)]
     #[allow(dead_code, reason = "API server bookkeeping")]
     pub(super) managed_fields: Option<IgnoredAny>,
@@ -90,9 +92,9 @@ pub(super) struct RawSpec {
 /// `spec.selector` (Istio's WorkloadSelector has only `matchLabels`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct RawSelector {
+pub(crate) struct RawSelector {
     #[serde(default)]
-    pub(super) match_labels: Option<BTreeMap<String, String>>,
+    pub(crate) match_labels: Option<BTreeMap<String, String>>,
 }
 
 /// `spec.action`, spelled as Istio's enum.

@@ -6,13 +6,17 @@
 //! shape with [`serde_path_to_error`], so every type error and unknown field names its path.
 //! The typed shape is then validated by `convert` with Istio's own rules.
 
-mod convert;
-mod document;
+pub(crate) mod convert;
+pub(crate) mod document;
 mod values;
 
 use serde::Deserialize;
 
-use self::document::{Header, RawPolicy};
+pub(crate) use self::{
+    convert::{policy_id, selector},
+    document::{RawMetadata, RawSelector},
+};
+use self::document::Header;
 use super::{
     error::{PolicyError, PolicyErrorKind},
     model::AuthorizationPolicy,
@@ -41,9 +45,24 @@ pub const API_VERSIONS: [&str; 2] = ["security.istio.io/v1", "security.istio.io/
 /// # Ok::<(), mesh_policy::authz::PolicyError>(())
 /// ```
 pub fn parse_policies(yaml: &str) -> Result<Vec<AuthorizationPolicy>, PolicyError> {
+    parse_documents(yaml, "AuthorizationPolicy", convert::convert)
+}
+
+/// Reads every document of kind `kind` (under one of [`API_VERSIONS`]) in `yaml` with the
+/// strict two-pass scheme described in the module docs, and hands each typed document to
+/// `convert`. Shared by the loaders of the `security.istio.io` kinds (AuthorizationPolicy,
+/// RequestAuthentication, ...), so they all report errors the same way.
+pub(crate) fn parse_documents<R, T>(
+    yaml: &str,
+    kind: &str,
+    mut convert: impl FnMut(&Cx, R) -> Result<T, PolicyError>,
+) -> Result<Vec<T>, PolicyError>
+where
+    R: serde::de::DeserializeOwned,
+{
     let lenient = serde_yaml_ng::Deserializer::from_str(yaml);
     let strict = serde_yaml_ng::Deserializer::from_str(yaml);
-    let mut policies = Vec::new();
+    let mut documents = Vec::new();
     for (index, (lenient, strict)) in lenient.zip(strict).enumerate() {
         let cx = Cx {
             document: index + 1,
@@ -60,16 +79,16 @@ pub fn parse_policies(yaml: &str) -> Result<Vec<AuthorizationPolicy>, PolicyErro
                 "a document must be a mapping with apiVersion, kind, metadata and spec",
             ));
         }
-        check_header(&cx, &value)?;
-        let raw: RawPolicy = serde_path_to_error::deserialize(strict).map_err(|e| {
+        check_header(&cx, &value, kind)?;
+        let raw: R = serde_path_to_error::deserialize(strict).map_err(|e| {
             let path = e.path().to_string();
             let path = if path == "." { String::new() } else { path };
             let reason = without_path_prefix(&path, e.into_inner().to_string());
             cx.error(path, PolicyErrorKind::Syntax, reason)
         })?;
-        policies.push(convert::convert(&cx, raw)?);
+        documents.push(convert(&cx, raw)?);
     }
-    Ok(policies)
+    Ok(documents)
 }
 
 /// serde_yaml_ng starts its messages with its own, coarser path (`spec.rules[0]: unknown
@@ -81,26 +100,26 @@ fn without_path_prefix(path: &str, reason: String) -> String {
     }
 }
 
-/// Refuses documents that are not AuthorizationPolicies of a known API version.
-fn check_header(cx: &Cx, value: &serde_yaml_ng::Value) -> Result<(), PolicyError> {
+/// Refuses documents that are not of kind `expected` with a known API version.
+fn check_header(cx: &Cx, value: &serde_yaml_ng::Value, expected: &str) -> Result<(), PolicyError> {
     let header = Header::deserialize(value).unwrap_or_default();
     let api_version = header.api_version.unwrap_or_default();
     let kind = header.kind.unwrap_or_default();
     if kind.is_empty() {
-        return Err(cx.invalid("kind", "missing; expected kind: AuthorizationPolicy"));
+        return Err(cx.invalid("kind", format!("missing; expected kind: {expected}")));
     }
-    if kind != "AuthorizationPolicy" {
+    if kind != expected {
         return Err(cx.error(
             "kind",
             PolicyErrorKind::Unsupported,
-            format!("{kind} ({api_version}); only AuthorizationPolicy documents are read here"),
+            format!("{kind} ({api_version}); only {expected} documents are read here"),
         ));
     }
     if !API_VERSIONS.contains(&api_version.as_str()) {
         return Err(cx.invalid(
             "apiVersion",
             format!(
-                "{api_version:?} is not an AuthorizationPolicy API version; expected {}",
+                "{api_version:?} is not an API version of {expected}; expected {}",
                 API_VERSIONS.join(" or ")
             ),
         ));
@@ -109,7 +128,7 @@ fn check_header(cx: &Cx, value: &serde_yaml_ng::Value) -> Result<(), PolicyError
 }
 
 /// Where in the input the loader is, for building errors.
-pub(super) struct Cx {
+pub(crate) struct Cx {
     /// The document's 1-based position in the file.
     document: usize,
 }
@@ -125,7 +144,7 @@ impl Cx {
     }
 
     /// A value Istio would refuse.
-    pub(super) fn invalid(
+    pub(crate) fn invalid(
         &self,
         path: impl Into<String>,
         reason: impl Into<String>,
@@ -134,7 +153,7 @@ impl Cx {
     }
 
     /// A valid Istio feature this mesh does not implement.
-    pub(super) fn unsupported(
+    pub(crate) fn unsupported(
         &self,
         path: impl Into<String>,
         reason: impl Into<String>,

@@ -8,6 +8,9 @@
 //! - [`balance`]: load balancers (round robin, smooth weighted, random, power-of-two-choices
 //!   peak-EWMA, ring hash, Maglev) behind Envoy's locality priorities and panic threshold.
 //! - [`resilience`]: retry backoff and budget, circuit breaker, outlier detection.
+//! - [`config`] and [`traffic`]: the mesh's own YAML config, and Istio's DestinationRule and
+//!   VirtualService (retries, timeouts, routes) read as written, both into one typed traffic
+//!   model that converts into the configurations of the state machines above.
 //! - [`clock`] and [`rng`]: time and randomness as inputs, so all of the above is deterministic
 //!   under test.
 //!
@@ -23,8 +26,7 @@
 //! [`resilience::OutlierDetector`] for the timer-driven ones.
 //!
 //! Non-goals: this crate never opens sockets, spawns tasks, or depends on rustls or hyper; that
-//! keeps it unit-testable, fuzzable and cheap to depend on. The configuration schema (YAML and
-//! Istio resources) will map onto the config structs here; none of them is serialisable yet.
+//! keeps it unit-testable, fuzzable and cheap to depend on.
 //!
 //! [`Snapshot`]: model::Snapshot
 #![forbid(unsafe_code)]
@@ -40,5 +42,6 @@ pub mod identity;
 pub mod model;
 pub mod resilience;
 pub mod rng;
+pub mod traffic;
 
 pub use identity::{SpiffeId, SpiffeIdError, TrustDomain};

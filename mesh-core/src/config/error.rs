@@ -20,13 +20,24 @@ pub enum ConfigError {
         /// Why, and what would be accepted.
         reason: String,
     },
+    /// A valid setting (as Istio defines it) that this mesh does not implement; refused rather
+    /// than ignored.
+    #[error("{path}: not supported: {reason}")]
+    Unsupported {
+        /// Where.
+        path: String,
+        /// What is not implemented, and what to do instead.
+        reason: String,
+    },
 }
 
 impl ConfigError {
     /// The path of the offending field.
     pub fn path(&self) -> &str {
         match self {
-            Self::Syntax { path, .. } | Self::Invalid { path, .. } => path,
+            Self::Syntax { path, .. }
+            | Self::Invalid { path, .. }
+            | Self::Unsupported { path, .. } => path,
         }
     }
 

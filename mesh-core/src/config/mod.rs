@@ -7,6 +7,15 @@
 //! ([`Snapshot`](crate::model::Snapshot)), and every error carries the path of the offending
 //! field, such as `services[1].endpoints[0].address`.
 //!
+//! A service may carry a `traffic_policy:` section: the content of Istio's DestinationRule
+//! (`load_balancer`, `connection_pool`, `outlier_detection`, `tls`, `port_level_settings`,
+//! `subsets`) and VirtualService HTTP routes (`http`: `match`, `route`, `retries`, `timeout`),
+//! with Istio's field names in snake_case and enum values in lowercase (`round_robin`,
+//! `istio_mutual`). [`MeshConfig::traffic_config`] validates it exactly as the Istio loader
+//! validates those resources ([`crate::traffic`]), with paths such as
+//! `services[0].traffic_policy.outlier_detection.interval`. Documents without the section are
+//! unchanged.
+//!
 //! ```
 //! let yaml = r#"
 //! services:
@@ -28,8 +37,11 @@
 mod error;
 mod schema;
 mod snapshot;
+mod traffic;
 
 pub use error::ConfigError;
 pub use schema::{
     EndpointConfig, HealthConfig, MeshConfig, PortConfig, ProtocolConfig, ServiceConfig,
+    TrafficPolicyConfig,
 };
+pub use traffic::ServiceTraffic;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::ConfigError;
+use crate::traffic::raw::ServiceTraffic;
 
 /// The whole configuration document.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -32,7 +33,33 @@ pub struct ServiceConfig {
     /// Where the service runs.
     #[serde(default)]
     pub endpoints: Vec<EndpointConfig>,
+    /// How calls to the service behave: load balancing, connection limits, outlier detection,
+    /// TLS, per-port settings, subsets and HTTP routes with retries and timeouts. Istio's
+    /// DestinationRule `trafficPolicy`, `subsets` and VirtualService `http` routes, with the
+    /// same fields in snake_case ([`MeshConfig::traffic_config`] reads it).
+    #[serde(default)]
+    pub traffic_policy: Option<TrafficPolicyConfig>,
 }
+
+/// A service's `traffic_policy:` section, as parsed; [`MeshConfig::traffic_config`] validates
+/// it and turns it into the [`traffic`](crate::traffic) model.
+///
+/// ```yaml
+/// traffic_policy:
+///   load_balancer: { consistent_hash: { http_header_name: x-user, maglev: { table_size: 65537 } } }
+///   connection_pool: { tcp: { max_connections: 100 }, http: { http2_max_requests: 1000 } }
+///   outlier_detection: { consecutive_5xx_errors: 3, interval: 5s, base_ejection_time: 30s }
+///   subsets:
+///     - { name: v2, labels: { version: v2 } }
+///   http:
+///     - match: [{ headers: { x-canary: { exact: "1" } } }]
+///       route: [{ destination: { subset: v2 } }]
+///     - retries: { attempts: 3, per_try_timeout: 1s, retry_on: "5xx,connect-failure" }
+///       timeout: 5s
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct TrafficPolicyConfig(pub(crate) ServiceTraffic);
 
 /// A service port.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]

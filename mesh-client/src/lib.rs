@@ -17,6 +17,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod authn;
 pub mod discovery;
 pub mod hbone;
 pub mod http;

@@ -12,9 +12,10 @@
 //! - [`peer_authn`]: Istio `PeerAuthentication` resolved per workload and port (mesh <
 //!   namespace < workload, `UNSET` inheritance, `portLevelMtls`) into STRICT, PERMISSIVE or
 //!   DISABLE, with the deciding policy.
-//!
-//! Still to come here: rate-limit decisions (local token buckets; a global backend behind a
-//! trait).
+//! - [`ratelimit`]: token-bucket rules keyed by request attributes (our own strict YAML), the
+//!   [`ratelimit::RateLimiter`] trait shared by local and global limiters, and the in-memory
+//!   [`ratelimit::LocalRateLimiter`] (bounded per-key memory); the Redis-backed global limiter
+//!   is mesh-client's.
 //!
 //! Non-goals: no sockets on the request path (only a rate-limit backend and JWKS refresh may do
 //! I/O), no certificate handling (that is `mesh-tls`), no HTTP serving and no calls to external
@@ -28,3 +29,4 @@
 pub mod authn;
 pub mod authz;
 pub mod peer_authn;
+pub mod ratelimit;

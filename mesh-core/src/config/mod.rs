@@ -35,13 +35,24 @@
 //! ```
 
 mod error;
+mod resolved;
 mod schema;
 mod snapshot;
 mod traffic;
+mod workload;
 
 pub use error::ConfigError;
+pub use resolved::{
+    DEFAULT_DEV_CA_DIR, DEFAULT_DRAIN_TIMEOUT, DEFAULT_INBOUND_LISTEN,
+    DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_RELOAD_INTERVAL, DEFAULT_SPIFFE_ID, DEFAULT_SVID_TTL,
+    EtcdSettings, IdentitySettings, IdentitySource, InboundSettings, WorkloadSettings,
+};
 pub use schema::{
     EndpointConfig, HealthConfig, MeshConfig, PortConfig, ProtocolConfig, ServiceConfig,
     TrafficPolicyConfig,
 };
 pub use traffic::ServiceTraffic;
+pub use workload::{
+    DevCaConfig, DiscoveryConfig, EtcdDiscoveryConfig, IdentityConfig, IdentityFilesConfig,
+    InboundConfig, WorkloadConfig,
+};

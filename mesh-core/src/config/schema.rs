@@ -4,7 +4,10 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::ConfigError;
+use super::{
+    ConfigError,
+    workload::{DiscoveryConfig, IdentityConfig, InboundConfig, WorkloadConfig},
+};
 use crate::traffic::raw::ServiceTraffic;
 
 /// The whole configuration document.
@@ -12,6 +15,21 @@ use crate::traffic::raw::ServiceTraffic;
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct MeshConfig {
+    /// This workload's name, namespace and labels.
+    #[serde(default)]
+    pub workload: Option<WorkloadConfig>,
+    /// Where the SVID comes from. Default: the development CA.
+    #[serde(default)]
+    pub identity: Option<IdentityConfig>,
+    /// The inbound HBONE listener, if the workload serves mesh traffic.
+    #[serde(default)]
+    pub inbound: Option<InboundConfig>,
+    /// Discovery backends in addition to `services`.
+    #[serde(default)]
+    pub discovery: Option<DiscoveryConfig>,
+    /// Istio security policy files (`AuthorizationPolicy`, ...) applying to this workload.
+    #[serde(default)]
+    pub policies: Vec<String>,
     /// The services this workload can call.
     #[serde(default)]
     pub services: Vec<ServiceConfig>,

@@ -21,6 +21,7 @@ pub mod authn;
 pub mod discovery;
 pub mod hbone;
 pub mod http;
+pub mod mesh;
 mod net;
 pub mod resilience;
 pub mod routing;

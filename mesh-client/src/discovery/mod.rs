@@ -12,6 +12,7 @@
 
 mod etcd;
 mod file;
+mod merged;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -20,6 +21,7 @@ use tokio::sync::watch;
 
 pub use etcd::{EtcdConfig, EtcdDiscovery, EtcdError, EtcdRegistration, RegistrationStatus};
 pub use file::{FileDiscovery, FileDiscoveryError};
+pub use merged::MergedDiscovery;
 
 /// A source of service snapshots.
 pub trait Discovery: Send + Sync + 'static {

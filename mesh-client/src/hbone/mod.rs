@@ -23,6 +23,6 @@ pub use error::TunnelError;
 pub use headers::{TunnelOptions, WorkloadInfo};
 pub use server::{
     AllowAll, Delivery, ForwardTo, HboneServer, HboneServerConfig, InboundPolicy, InboundRequest,
-    InboundTunnel, ServerStats, Verdict,
+    InboundTunnel, ServerStats, TunnelHandler, Verdict,
 };
 pub use stream::H2Stream;

@@ -25,11 +25,15 @@ use crate::hbone::H2Stream;
 /// }
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PeerIdentity {
     /// The caller's SPIFFE ID, verified in the mTLS handshake.
     pub id: SpiffeId,
     /// The caller's TCP address.
     pub addr: SocketAddr,
+    /// The tunnel's target on this workload (the CONNECT authority: our IP and the
+    /// application port), which authorization sees as `destination.ip`/`destination.port`.
+    pub target: SocketAddr,
 }
 
 type ServeFuture = Pin<
@@ -41,6 +45,11 @@ type ServeFuture = Pin<
     >,
 >;
 type ServeFn = dyn Fn(Request<Incoming>) -> ServeFuture + Send + Sync + 'static;
+
+/// Runs before the application on every request; `Some(response)` answers instead of it
+/// (authorization, authentication and rate limits plug in here).
+pub(crate) type RequestGuard =
+    Arc<dyn Fn(&Request<Incoming>) -> Option<Response<Bytes>> + Send + Sync + 'static>;
 
 /// A type-erased HTTP service for [`Delivery::Http`](crate::hbone::Delivery::Http).
 ///
@@ -85,6 +94,23 @@ impl HttpService {
                         }
                     })
                 })
+            }),
+        }
+    }
+
+    /// Puts `guard` in front of the service: a request it answers never reaches the service.
+    pub(crate) fn with_guard(self, guard: RequestGuard) -> Self {
+        let inner = self.call;
+        Self {
+            call: Arc::new(move |request| match guard(&request) {
+                None => inner(request),
+                Some(response) => Box::pin(async move {
+                    Ok(response.map(|body| {
+                        http_body_util::Full::new(body)
+                            .map_err(|never| match never {})
+                            .boxed_unsync()
+                    }))
+                }),
             }),
         }
     }

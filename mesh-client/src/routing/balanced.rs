@@ -87,9 +87,11 @@ impl BalancedDestinations {
 
     /// Picks an endpoint of `host` and describes how to reach it on `port`.
     ///
-    /// The endpoint's own address port is the target port (the application port inside the
-    /// tunnel); `port` selects the service port and must be one the service declares, when it
-    /// declares any.
+    /// `port` must be one the service declares, when it declares any. The target port inside
+    /// the tunnel is the endpoint's own address port for the service's first declared port (or
+    /// for any port when none are declared), which is how a `targetPort` differing from the
+    /// service port is written; every other declared port is reached at the same number on
+    /// the endpoint.
     pub fn pick(&self, host: &str, port: u16) -> Option<Destination> {
         let snapshot = self.discovery.current();
         let (service, endpoints) = lookup(&snapshot, host)?;
@@ -133,7 +135,7 @@ impl BalancedDestinations {
         entry.tick(SystemClock.now());
         let index = entry.balancer.pick(&PickContext::new())?;
         let endpoint = entry.balancer.endpoints().get(index)?.clone();
-        destination(&service, &endpoint)
+        destination(&service, &endpoint, port)
     }
 }
 
@@ -146,7 +148,7 @@ fn lookup<'a>(snapshot: &'a Snapshot, host: &str) -> Option<(Arc<Service>, &'a A
     Some((snapshot.service(&host)?.clone(), snapshot.endpoints(&host)?))
 }
 
-fn destination(service: &Service, endpoint: &Endpoint) -> Option<Destination> {
+fn destination(service: &Service, endpoint: &Endpoint, port: u16) -> Option<Destination> {
     let hbone_addr: SocketAddr = endpoint.hbone_address()?;
     let expected = match &endpoint.identity {
         Some(id) => ExpectedIdentities::one(id.clone()),
@@ -158,7 +160,10 @@ fn destination(service: &Service, endpoint: &Endpoint) -> Option<Destination> {
     };
     Some(Destination {
         hbone_addr,
-        target_port: endpoint.address.port(),
+        target_port: match service.ports.first() {
+            Some(primary) if primary.number != port => port,
+            _ => endpoint.address.port(),
+        },
         expected,
     })
 }

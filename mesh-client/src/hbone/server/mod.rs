@@ -48,11 +48,22 @@ pub enum Delivery {
     /// Dial a TCP target and copy bytes both ways (what ztunnel does).
     Forward(ForwardTo),
     /// Hand each tunnel to this function (it should spawn; it runs on the connection's task).
-    Handler(Arc<dyn Fn(InboundTunnel) + Send + Sync>),
+    Handler(TunnelHandler),
     /// Serve HTTP/1.1 or HTTP/2 inside each tunnel with a tower service (an axum router, a
     /// tonic server); see [`HttpService`](crate::http::HttpService).
     Http(crate::http::HttpService),
+    /// Forward tunnels for the listed target ports to these local addresses (like
+    /// [`ForwardTo::ByPort`]) and deliver every other tunnel as `other` says.
+    Split {
+        /// Target port to local address.
+        forward: HashMap<u16, SocketAddr>,
+        /// Delivery for the remaining ports.
+        other: Box<Delivery>,
+    },
 }
+
+/// A function receiving inbound tunnels (see [`Delivery::Handler`]).
+pub type TunnelHandler = Arc<dyn Fn(InboundTunnel) + Send + Sync>;
 
 impl fmt::Debug for Delivery {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -60,6 +71,11 @@ impl fmt::Debug for Delivery {
             Self::Forward(to) => f.debug_tuple("Forward").field(to).finish(),
             Self::Handler(_) => f.write_str("Handler(..)"),
             Self::Http(_) => f.write_str("Http(..)"),
+            Self::Split { forward, other } => f
+                .debug_struct("Split")
+                .field("forward", forward)
+                .field("other", other)
+                .finish(),
         }
     }
 }

@@ -82,13 +82,8 @@ pub(crate) async fn handle(
         return respond(responder, StatusCode::UNAUTHORIZED, "denied by policy");
     }
 
-    match &shared.delivery {
-        Delivery::Forward(forward) => {
-            let upstream_addr = match forward {
-                ForwardTo::Authority => Some(target),
-                ForwardTo::Fixed(addr) => Some(*addr),
-                ForwardTo::ByPort(map) => map.get(&target.port()).copied(),
-            };
+    match Route::of(&shared.delivery, target) {
+        Route::Forward(upstream_addr) => {
             let Some(upstream_addr) = upstream_addr else {
                 return respond(
                     responder,
@@ -112,19 +107,20 @@ pub(crate) async fn handle(
             };
             bridge(stream, upstream).await;
         }
-        Delivery::Http(service) => {
+        Route::Http(service) => {
             let Some(stream) = accept(request, responder, &shared) else {
                 return;
             };
             let peer = crate::http::PeerIdentity {
                 id: conn.peer.clone(),
                 addr: conn.peer_addr,
+                target,
             };
             service
                 .serve(stream.with_peer(conn.peer), peer, shared.drain.clone())
                 .await;
         }
-        Delivery::Handler(handler) => {
+        Route::Handler(handler) => {
             let headers = request.headers().clone();
             let Some(stream) = accept(request, responder, &shared) else {
                 return;
@@ -136,6 +132,32 @@ pub(crate) async fn handle(
                 headers,
                 stream: stream.with_guard(Box::new(guard)),
             });
+        }
+    }
+}
+
+/// Where one tunnel goes, once a [`Delivery`] is applied to its target.
+enum Route<'a> {
+    /// Dial this address (`None`: no target for the port: 503).
+    Forward(Option<SocketAddr>),
+    Handler(&'a super::TunnelHandler),
+    Http(&'a crate::http::HttpService),
+}
+
+impl<'a> Route<'a> {
+    fn of(delivery: &'a Delivery, target: SocketAddr) -> Self {
+        match delivery {
+            Delivery::Forward(ForwardTo::Authority) => Self::Forward(Some(target)),
+            Delivery::Forward(ForwardTo::Fixed(addr)) => Self::Forward(Some(*addr)),
+            Delivery::Forward(ForwardTo::ByPort(map)) => {
+                Self::Forward(map.get(&target.port()).copied())
+            }
+            Delivery::Split { forward, other } => match forward.get(&target.port()) {
+                Some(addr) => Self::Forward(Some(*addr)),
+                None => Self::of(other, target),
+            },
+            Delivery::Handler(handler) => Self::Handler(handler),
+            Delivery::Http(service) => Self::Http(service),
         }
     }
 }

@@ -1,0 +1,144 @@
+//! The workload's inbound HBONE listener, as the `inbound:` settings describe it.
+
+use std::{
+    collections::{HashMap, HashSet},
+    fmt,
+    net::SocketAddr,
+    sync::Arc,
+    time::Duration,
+};
+
+use super::{Mesh, MeshError, policy::Policies};
+use crate::{
+    hbone::{
+        Delivery, HboneServer, HboneServerConfig, InboundPolicy, InboundRequest, ServerStats,
+        TunnelHandler, Verdict,
+    },
+    http::HttpService,
+};
+
+/// What the application serves itself, for tunnels to ports not listed in `inbound.forward`.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum InboundApp {
+    /// Nothing: only forwarded ports are served; other ports get 503.
+    None,
+    /// Raw tunnels go to this function, with the peer's verified identity. Authorization is
+    /// applied per tunnel (L4) before the function sees it.
+    Tunnels(TunnelHandler),
+    /// HTTP served in-process (an axum router, tonic routes). Authorization is applied per
+    /// request with every HTTP attribute (L7); a denied request gets 403.
+    Http(HttpService),
+}
+
+impl fmt::Debug for InboundApp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::None => "None",
+            Self::Tunnels(_) => "Tunnels(..)",
+            Self::Http(_) => "Http(..)",
+        })
+    }
+}
+
+/// A running inbound listener. Dropping it without [`shutdown`](Self::shutdown) closes
+/// everything at once.
+pub struct InboundServer {
+    server: HboneServer,
+    drain_timeout: Duration,
+}
+
+impl InboundServer {
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// Open connections and tunnels.
+    pub fn stats(&self) -> ServerStats {
+        self.server.stats()
+    }
+
+    /// Stops accepting, lets open tunnels finish within `inbound.drain_timeout`, then closes
+    /// the rest. Returns how many tunnels were cut off.
+    pub async fn shutdown(self) -> usize {
+        self.server.shutdown(self.drain_timeout).await
+    }
+}
+
+impl fmt::Debug for InboundServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InboundServer")
+            .field("local_addr", &self.local_addr())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The per-tunnel (L4) check. Ports served as in-process HTTP are judged per request instead,
+/// with the full request in view.
+struct TunnelAuthz {
+    policies: Arc<Policies>,
+    /// Target ports whose tunnels are checked here; `None` means all of them.
+    l4_ports: Option<HashSet<u16>>,
+}
+
+impl InboundPolicy for TunnelAuthz {
+    fn check(&self, request: &InboundRequest<'_>) -> Verdict {
+        match &self.l4_ports {
+            Some(ports) if !ports.contains(&request.target.port()) => Verdict::Allow,
+            _ => self.policies.check_tunnel(request),
+        }
+    }
+}
+
+impl Mesh {
+    /// Binds the inbound HBONE listener (`inbound.listen`, default `0.0.0.0:15008`): mTLS with
+    /// this workload's SVID, tunnels to `inbound.forward` ports dialed locally, other ports
+    /// served by `app`, and the policy files enforced.
+    pub async fn serve(&self, app: InboundApp) -> Result<InboundServer, MeshError> {
+        // No `inbound:` section: the defaults, as if it were written empty.
+        let settings = self.inner.settings.inbound.clone().unwrap_or_default();
+        let forward: HashMap<u16, SocketAddr> = settings.forward.clone().into_iter().collect();
+        let policies = self.inner.authz.clone();
+        let (other, l4_ports) = match app {
+            InboundApp::None => (None, None),
+            InboundApp::Tunnels(handler) => (Some(Delivery::Handler(handler)), None),
+            InboundApp::Http(service) => {
+                let guard_policies = policies.clone();
+                let service = service.with_guard(Arc::new(move |request| {
+                    guard_policies.check_request(request)
+                }));
+                (
+                    Some(Delivery::Http(service)),
+                    Some(forward.keys().copied().collect()),
+                )
+            }
+        };
+        let delivery = match other {
+            None => Delivery::Forward(crate::hbone::ForwardTo::ByPort(forward)),
+            Some(other) => Delivery::Split {
+                forward,
+                other: Box::new(other),
+            },
+        };
+        let config = HboneServerConfig {
+            listen: settings.listen,
+            max_concurrent_streams: settings.max_concurrent_streams,
+            workload: super::workload_info(&self.inner.settings),
+            ..HboneServerConfig::default()
+        };
+        let server = HboneServer::bind(self.inner.identity.tls.clone(), config, delivery)
+            .await
+            .map_err(|e| MeshError::Inbound {
+                addr: settings.listen.to_string(),
+                reason: e.to_string(),
+            })?;
+        if !policies.is_empty() {
+            server.set_policy(TunnelAuthz { policies, l4_ports });
+        }
+        Ok(InboundServer {
+            server,
+            drain_timeout: settings.drain_timeout,
+        })
+    }
+}

@@ -262,8 +262,9 @@ fn parse_key(key: &Value) -> Result<JwksKey, String> {
                 return Err("RSA exponent `e` is zero".to_owned());
             }
             let key = DecodingKey::from_rsa_raw_components(&n, &e);
-            let mut material = n;
-            material.extend_from_slice(&e);
+            let mut material = e;
+            material.push(b'|');
+            material.extend_from_slice(&n);
             (KeyKind::Rsa, material, key)
         }
         "EC" => {

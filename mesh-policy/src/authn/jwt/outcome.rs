@@ -127,24 +127,28 @@ fn remove_query_param(uri: &mut Uri, param: &str) {
 }
 
 fn remove_cookie(headers: &mut HeaderMap, cookie: &str) {
-    let values: Vec<String> = headers
+    let values: Vec<HeaderValue> = headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(|v| {
-            let kept: Vec<String> = cookie_pairs(v)
+        .filter_map(|value| {
+            // A value that is not text cannot hold the token; keep it as it is.
+            let Ok(text) = value.to_str() else {
+                return Some(value.clone());
+            };
+            let kept: Vec<String> = cookie_pairs(text)
                 .filter(|(name, _)| *name != cookie)
                 .map(|(name, value)| format!("{name}={value}"))
                 .collect();
-            kept.join("; ")
+            if kept.is_empty() {
+                None
+            } else {
+                HeaderValue::from_str(&kept.join("; ")).ok()
+            }
         })
-        .filter(|v| !v.is_empty())
         .collect();
     headers.remove(COOKIE);
     for value in values {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.append(COOKIE, value);
-        }
+        headers.append(COOKIE, value);
     }
 }
 
@@ -305,12 +309,13 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.append("cookie", HeaderValue::from_static("a=1; jwt=t; b=2"));
         headers.append("cookie", HeaderValue::from_static("jwt=t"));
+        headers.append("cookie", HeaderValue::from_bytes(b"raw=\xff").unwrap());
         let mut uri: Uri = "http://h/p?x=1&access_token=t&y".parse().unwrap();
         RequestMutation::RemoveQueryParam("access_token".into()).apply(&mut headers, &mut uri);
         RequestMutation::RemoveCookie("jwt".into()).apply(&mut headers, &mut uri);
         assert_eq!(uri.to_string(), "http://h/p?x=1&y");
         let cookies: Vec<_> = headers.get_all("cookie").iter().collect();
-        assert_eq!(cookies, ["a=1; b=2"]);
+        assert_eq!(cookies, ["a=1; b=2".as_bytes(), b"raw=\xff"]);
         let mut only: Uri = "/p?access_token=t".parse().unwrap();
         RequestMutation::RemoveQueryParam("access_token".into()).apply(&mut headers, &mut only);
         assert_eq!(only.to_string(), "/p");

@@ -68,6 +68,12 @@ pub(crate) fn parse(raw: &str) -> Result<Token<'_>, RejectReason> {
     };
     let alg = parse_alg(alg_name)
         .ok_or_else(|| RejectReason::UnsupportedAlgorithm(alg_name.to_owned()))?;
+    if header_fields.contains_key("crit") {
+        // RFC 7515 4.1.11: extensions listed as critical must be understood; none are here.
+        return Err(malformed(
+            "the header lists critical extensions (`crit`), which are not supported",
+        ));
+    }
     let kid = match header_fields.get("kid") {
         None | Some(Value::Null) => None,
         Some(Value::String(kid)) => Some(kid.clone()),
@@ -126,6 +132,10 @@ mod tests {
                 Some("HS256"),
             ),
             (format!("{}.{claims}.c2ln", seg(r#"{"typ":"JWT"}"#)), None),
+            (
+                format!("{}.{claims}.c2ln", seg(r#"{"alg":"ES256","crit":["b64"]}"#)),
+                None,
+            ),
             (format!("{}.{claims}", seg(r#"{"alg":"RS256"}"#)), None),
             (format!("{}.{claims}.", seg(r#"{"alg":"RS256"}"#)), None),
             (

@@ -306,3 +306,12 @@ fn the_verified_token_feeds_authorization() {
     assert!(decide(&bearer(&k.sign(&claims(ISS)))));
     assert!(!decide(&request("/", &[])));
 }
+
+#[test]
+fn the_engine_can_be_shared_across_threads() {
+    fn shared<T: Send + Sync + Clone + 'static>() {}
+    shared::<Authenticator>();
+    shared::<JwksStore>();
+    shared::<mesh_policy::authn::AuthnOutcome>();
+    shared::<mesh_policy::authn::AuthnError>();
+}

@@ -128,8 +128,14 @@ struct SourceTask {
 impl JwksRefresher {
     /// Starts fetching `sources` (at once, then periodically) into `store`.
     ///
-    /// Must be called inside a Tokio runtime; the tasks run on it. An invalid retry config
-    /// (zero base, max below base) is replaced by the default one, with a warning.
+    /// The tasks run on the current Tokio runtime (also used by
+    /// [`set_sources`](Self::set_sources), which may then be called from any thread). An
+    /// invalid retry config (zero base, max below base) is replaced by the default one, with a
+    /// warning.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime, like `tokio::spawn`.
     pub fn spawn(
         client: JwksClient,
         store: JwksStore,

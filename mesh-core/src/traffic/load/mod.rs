@@ -91,7 +91,21 @@ pub fn parse_resources_with(
     let mut resources = Vec::new();
     let mut errors = Vec::new();
     for (index, (lenient, strict)) in lenient.zip(strict).enumerate() {
-        match parse_document(index + 1, lenient, strict, options) {
+        let document = index + 1;
+        let value = match serde_yaml_ng::Value::deserialize(lenient) {
+            Ok(value) => value,
+            Err(e) => {
+                // Not YAML: the parser cannot find where the next document starts, so stop.
+                errors.push(TrafficError::new(
+                    document,
+                    "",
+                    TrafficErrorKind::Syntax,
+                    e.to_string(),
+                ));
+                break;
+            }
+        };
+        match parse_document(document, &value, strict, options) {
             Ok(Some(resource)) => resources.push(resource),
             Ok(None) => {}
             Err(mut e) => errors.append(&mut e),
@@ -106,14 +120,12 @@ pub fn parse_resources_with(
 
 fn parse_document(
     document: usize,
-    lenient: serde_yaml_ng::Deserializer<'_>,
+    value: &serde_yaml_ng::Value,
     strict: serde_yaml_ng::Deserializer<'_>,
     options: &LoadOptions,
 ) -> Result<Option<TrafficResource>, Vec<TrafficError>> {
     let error =
         |path: &str, kind, reason: String| vec![TrafficError::new(document, path, kind, reason)];
-    let value = serde_yaml_ng::Value::deserialize(lenient)
-        .map_err(|e| error("", TrafficErrorKind::Syntax, e.to_string()))?;
     if value.is_null() {
         return Ok(None);
     }
@@ -124,7 +136,7 @@ fn parse_document(
             "a document must be a mapping with apiVersion, kind, metadata and spec".to_owned(),
         ));
     }
-    let header = Header::deserialize(&value).unwrap_or_default();
+    let header = Header::deserialize(value).unwrap_or_default();
     let kind = header.kind.clone().unwrap_or_default();
     let api_version = header.api_version.clone().unwrap_or_default();
     if kind.is_empty() {

@@ -23,5 +23,6 @@ pub mod hbone;
 pub mod http;
 pub mod mesh;
 mod net;
+pub mod ratelimit;
 pub mod resilience;
 pub mod routing;

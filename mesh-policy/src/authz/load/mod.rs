@@ -12,11 +12,11 @@ mod values;
 
 use serde::Deserialize;
 
+use self::document::Header;
 pub(crate) use self::{
     convert::{policy_id, selector},
     document::{RawMetadata, RawSelector},
 };
-use self::document::Header;
 use super::{
     error::{PolicyError, PolicyErrorKind},
     model::AuthorizationPolicy,

@@ -25,9 +25,15 @@ fn app() -> HttpService {
     HttpService::new(tower::service_fn(|request: Request<Incoming>| async move {
         let peer = request.extensions().get::<PeerIdentity>().cloned();
         let text = format!(
-            "{} {}",
+            "{} {}{}",
             peer.map_or("anonymous".to_owned(), |p| p.id.to_string()),
-            request.uri().path()
+            request.uri().path(),
+            // Shows whether a bearer token reached the application.
+            if request.headers().contains_key("authorization") {
+                " +token"
+            } else {
+                ""
+            }
         );
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(text))))
     }))
@@ -49,8 +55,12 @@ spec:
 
 /// The inventory workload: HTTP in-process, port 9000 forwarded to an echo server.
 async fn inventory(dir: &Path, echo_port: u16) -> (Mesh, InboundServer) {
+    inventory_with(dir, echo_port, POLICY).await
+}
+
+async fn inventory_with(dir: &Path, echo_port: u16, policy_text: &str) -> (Mesh, InboundServer) {
     let policy = dir.join("policy.yaml");
-    std::fs::write(&policy, POLICY).unwrap();
+    std::fs::write(&policy, policy_text).unwrap();
     let yaml = format!(
         r#"
 workload: {{ name: inventory, namespace: shop, labels: {{ app: inventory }} }}
@@ -90,9 +100,15 @@ services:
 }
 
 async fn get(mesh: &Mesh, path: &str) -> (StatusCode, String) {
-    let request = Request::get(format!("http://{HOST}:8080{path}"))
-        .body(Bytes::new())
-        .unwrap();
+    get_with(mesh, path, None).await
+}
+
+async fn get_with(mesh: &Mesh, path: &str, bearer: Option<&str>) -> (StatusCode, String) {
+    let mut request = Request::get(format!("http://{HOST}:8080{path}"));
+    if let Some(token) = bearer {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let request = request.body(Bytes::new()).unwrap();
     let response = tokio::time::timeout(STEP, mesh.http_client().request(request))
         .await
         .unwrap()
@@ -256,4 +272,89 @@ async fn bad_settings_fail_with_the_setting_named() {
         let error = Mesh::from_yaml(&yaml).await.unwrap_err().to_string();
         assert!(error.contains(expected), "{yaml}: {error}");
     }
+}
+
+/// An ES256 key: the signing key and its public JWKS.
+fn jwt_key() -> (jsonwebtoken::EncodingKey, String) {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let point = pair.public_key_raw();
+    let jwks = serde_json::json!({"keys": [{
+        "kty": "EC", "crv": "P-256", "kid": "k1",
+        "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+        "y": URL_SAFE_NO_PAD.encode(&point[33..]),
+    }]});
+    (
+        jsonwebtoken::EncodingKey::from_ec_der(&pair.serialize_der()),
+        jwks.to_string(),
+    )
+}
+
+fn token(key: &jsonwebtoken::EncodingKey, sub: &str, exp_from_now: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some("k1".to_owned());
+    let claims = serde_json::json!({
+        "iss": "https://issuer.test", "sub": sub, "aud": "shop", "exp": now + exp_from_now,
+    });
+    jsonwebtoken::encode(&header, &claims, key).unwrap()
+}
+
+#[tokio::test]
+async fn jwt_request_authentication_feeds_authorization() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, jwks) = jwt_key();
+    let policy = format!(
+        r#"
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {{ name: jwt, namespace: shop }}
+spec:
+  jwtRules:
+  - issuer: https://issuer.test
+    audiences: [shop]
+    jwks: '{jwks}'
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{ name: alice-only, namespace: shop }}
+spec:
+  rules:
+  - from: [{{ source: {{ requestPrincipals: ["https://issuer.test/alice"] }} }}]
+"#
+    );
+    let (_inventory, server) = inventory_with(dir.path(), 9, &policy).await;
+    let orders = caller(dir.path(), ORDERS, &server).await;
+
+    // A valid token of the allowed principal; the token is not forwarded to the app.
+    let alice = token(&key, "alice", 600);
+    let (status, body) = get_with(&orders, "/private", Some(&alice)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, format!("{ORDERS} /private"));
+    // No token: authentication passes, authorization finds no request principal.
+    let (status, _) = get_with(&orders, "/private", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // A valid token of another principal: 403. An expired or forged one: 401.
+    let bob = token(&key, "bob", 600);
+    assert_eq!(
+        get_with(&orders, "/private", Some(&bob)).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let expired = token(&key, "alice", -3600);
+    assert_eq!(
+        get_with(&orders, "/private", Some(&expired)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (other_key, _) = jwt_key();
+    let forged = token(&other_key, "alice", 600);
+    let (status, body) = get_with(&orders, "/private", Some(&forged)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        !body.contains("issuer.test"),
+        "the answer names no configuration: {body}"
+    );
+    assert_eq!(server.shutdown().await, 0);
 }

@@ -28,5 +28,8 @@
 
 pub mod authn;
 pub mod authz;
+mod documents;
 pub mod peer_authn;
 pub mod ratelimit;
+
+pub use documents::{SecurityPolicies, parse_security_policies};

@@ -46,10 +46,15 @@ type ServeFuture = Pin<
 >;
 type ServeFn = dyn Fn(Request<Incoming>) -> ServeFuture + Send + Sync + 'static;
 
-/// Runs before the application on every request; `Some(response)` answers instead of it
-/// (authorization, authentication and rate limits plug in here).
-pub(crate) type RequestGuard =
-    Arc<dyn Fn(&Request<Incoming>) -> Option<Response<Bytes>> + Send + Sync + 'static>;
+/// Runs before the application on every request: returns the request to serve (possibly
+/// changed) or the response to answer instead (authentication, authorization and rate limits
+/// plug in here).
+pub(crate) type RequestGuard = Arc<
+    dyn Fn(Request<Incoming>) -> Result<Request<Incoming>, Box<Response<Bytes>>>
+        + Send
+        + Sync
+        + 'static,
+>;
 
 /// A type-erased HTTP service for [`Delivery::Http`](crate::hbone::Delivery::Http).
 ///
@@ -102,10 +107,10 @@ impl HttpService {
     pub(crate) fn with_guard(self, guard: RequestGuard) -> Self {
         let inner = self.call;
         Self {
-            call: Arc::new(move |request| match guard(&request) {
-                None => inner(request),
-                Some(response) => Box::pin(async move {
-                    Ok(response.map(|body| {
+            call: Arc::new(move |request| match guard(request) {
+                Ok(request) => inner(request),
+                Err(response) => Box::pin(async move {
+                    Ok((*response).map(|body| {
                         http_body_util::Full::new(body)
                             .map_err(|never| match never {})
                             .boxed_unsync()

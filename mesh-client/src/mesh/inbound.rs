@@ -133,7 +133,7 @@ impl Mesh {
                 addr: settings.listen.to_string(),
                 reason: e.to_string(),
             })?;
-        if !policies.is_empty() {
+        if policies.has_authorization() {
             server.set_policy(TunnelAuthz { policies, l4_ports });
         }
         Ok(InboundServer {

@@ -1,67 +1,101 @@
-//! The security policy files of a workload, compiled and enforced on its inbound tunnels.
+//! The security policy files of a workload, compiled and enforced on its inbound traffic:
+//! request authentication (JWT) and authorization, at L4 per tunnel and at L7 per request.
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode, header::WWW_AUTHENTICATE};
 use hyper::body::Incoming;
-use mesh_core::config::WorkloadSettings;
-use mesh_policy::authz::{
-    Authorizer, AuthzRequest, HttpAttributes, Verdict as AuthzVerdict, Workload, parse_policies,
+use mesh_core::{clock::Clock, config::WorkloadSettings};
+use mesh_policy::{
+    SecurityPolicies,
+    authn::{Authenticator, JwksStore, UnixClock},
+    authz::{
+        Authorizer, AuthzRequest, Decision, HttpAttributes, Verdict as AuthzVerdict, Workload,
+    },
+    parse_security_policies,
 };
 
 use super::MeshError;
 use crate::{
+    authn::{JwksClient, JwksRefreshConfig, JwksRefresher, JwksTls},
     hbone::{InboundRequest, Verdict},
     http::PeerIdentity,
 };
 
-/// The compiled policies in force. Swappable, so a reload never leaves a window without policy.
+/// The compiled policies in force for this workload.
 pub(crate) struct Policies {
-    authorizer: ArcSwap<Authorizer>,
+    authorizer: Authorizer,
+    authenticator: Authenticator,
+    /// Keeps remote JWKS fresh; dropped with the policies.
+    _jwks: Option<JwksRefresher>,
+}
+
+/// The workload as Istio's selectors see it.
+pub(crate) fn policy_workload(settings: &WorkloadSettings) -> Workload {
+    let mut workload = Workload::new(
+        settings
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned()),
+    );
+    for (key, value) in &settings.labels {
+        workload = workload.with_label(key.clone(), value.clone());
+    }
+    workload
+}
+
+/// Reads every policy file; the first invalid one fails the load, naming file and field.
+pub(crate) fn read_files(settings: &WorkloadSettings) -> Result<SecurityPolicies, MeshError> {
+    let mut all = SecurityPolicies::default();
+    for path in &settings.policies {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| MeshError::Policy {
+            path: shown.clone(),
+            reason: format!("cannot read it: {e}"),
+        })?;
+        let policies = parse_security_policies(&text).map_err(|e| MeshError::Policy {
+            path: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        all.extend(policies);
+    }
+    Ok(all)
 }
 
 impl Policies {
-    /// Reads and compiles every policy file; the first invalid file fails the whole load.
+    /// Compiles the policies that select this workload. Remote JWKS are fetched in the
+    /// background; until a key set arrives, tokens of its issuer are refused (never accepted).
     pub(crate) fn load(settings: &WorkloadSettings) -> Result<Self, MeshError> {
-        let mut all = Vec::new();
-        for path in &settings.policies {
-            let shown = path.display().to_string();
-            let text = std::fs::read_to_string(path).map_err(|e| MeshError::Policy {
-                path: shown.clone(),
-                reason: format!("cannot read it: {e}"),
-            })?;
-            let policies = parse_policies(&text).map_err(|e| MeshError::Policy {
-                path: shown.clone(),
-                reason: e.to_string(),
-            })?;
-            all.extend(policies);
-        }
-        let mut workload = Workload::new(
-            settings
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".to_owned()),
-        );
-        for (key, value) in &settings.labels {
-            workload = workload.with_label(key.clone(), value.clone());
-        }
-        let authorizer = Authorizer::new(&all, &workload);
+        let all = read_files(settings)?;
+        let workload = policy_workload(settings);
+        let store = JwksStore::new();
+        let authenticator =
+            Authenticator::new(&all.request_authentication, &workload, store.clone());
+        let remote = authenticator.remote_jwks();
+        let jwks = (!remote.is_empty()).then(|| {
+            JwksRefresher::spawn(
+                JwksClient::new(&JwksTls::default()),
+                store,
+                remote,
+                JwksRefreshConfig::default(),
+            )
+        });
         Ok(Self {
-            authorizer: ArcSwap::from_pointee(authorizer),
+            authorizer: Authorizer::new(&all.authorization, &workload),
+            authenticator,
+            _jwks: jwks,
         })
     }
 
-    /// Whether any policy applies to this workload.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.authorizer.load().policies().next().is_none()
+    /// Whether any authorization policy applies to this workload.
+    pub(crate) fn has_authorization(&self) -> bool {
+        self.authorizer.policies().next().is_some()
     }
 
     /// Judges a raw TCP tunnel (L4): HTTP-only conditions follow ztunnel's conservative rule.
     pub(crate) fn check_tunnel(&self, request: &InboundRequest<'_>) -> Verdict {
-        let authz = self.authorizer.load();
         let attributes = AuthzRequest::tcp(request.peer_addr.ip(), request.target)
             .with_principal(request.peer.clone());
-        let decision = authz.evaluate(&attributes);
+        let decision = self.authorizer.evaluate(&attributes);
         match decision.verdict() {
             AuthzVerdict::Allow => Verdict::Allow,
             AuthzVerdict::Deny => Verdict::Deny(describe(&decision)),
@@ -73,67 +107,100 @@ impl Policies {
             ),
         }
     }
-}
 
-impl Policies {
-    /// Judges one HTTP request (L7) served inside a tunnel. `Some(403)` when denied, as
-    /// Envoy's RBAC filter answers.
-    pub(crate) fn check_request(&self, request: &Request<Incoming>) -> Option<Response<Bytes>> {
-        let Some(peer) = request.extensions().get::<PeerIdentity>() else {
-            return Some(forbidden("no verified peer identity"));
+    /// Authenticates and authorizes one HTTP request (L7) served inside a tunnel. Returns the
+    /// request to serve (with JWT output headers set and the token removed unless forwarded),
+    /// or the answer instead: 401 for an invalid token, 403 when authorization denies.
+    pub(crate) fn check_request(
+        &self,
+        request: Request<Incoming>,
+    ) -> Result<Request<Incoming>, Box<Response<Bytes>>> {
+        let Some(peer) = request.extensions().get::<PeerIdentity>().cloned() else {
+            return Err(Box::new(answer(
+                StatusCode::FORBIDDEN,
+                "RBAC: access denied",
+            )));
         };
-        let host = request
-            .uri()
+        let (mut parts, body) = request.into_parts();
+        let mut auth = None;
+        if !self.authenticator.is_empty() {
+            match self.authenticator.authenticate(&parts, UnixClock.now()) {
+                Ok(outcome) => {
+                    outcome.apply(&mut parts);
+                    auth = outcome.auth;
+                }
+                Err(e) => {
+                    tracing::info!(peer = %peer.id, error = %e, "request authentication failed");
+                    let mut response = answer(StatusCode::UNAUTHORIZED, e.public_message());
+                    response
+                        .headers_mut()
+                        .insert(WWW_AUTHENTICATE, e.www_authenticate());
+                    return Err(Box::new(response));
+                }
+            }
+        }
+        let host = parts
+            .uri
             .authority()
             .map(|a| a.as_str().to_owned())
             .or_else(|| {
-                request
-                    .headers()
+                parts
+                    .headers
                     .get(http::header::HOST)
                     .and_then(|h| h.to_str().ok())
                     .map(str::to_owned)
             })
             .unwrap_or_default();
-        let path = request
-            .uri()
+        let path = parts
+            .uri
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_owned();
-        let mut attributes = HttpAttributes::new(request.method().as_str(), path, host);
-        for (name, value) in request.headers() {
+        let mut attributes = HttpAttributes::new(parts.method.as_str(), path, host);
+        for (name, value) in &parts.headers {
             if let Ok(value) = value.to_str() {
                 attributes = attributes.with_header(name.as_str(), value);
             }
         }
-        let authz = self.authorizer.load();
-        let decision = authz.evaluate(
-            &AuthzRequest::tcp(peer.addr.ip(), peer.target)
-                .with_principal(peer.id.clone())
-                .with_http(attributes),
-        );
+        let mut subject = AuthzRequest::tcp(peer.addr.ip(), peer.target)
+            .with_principal(peer.id.clone())
+            .with_http(attributes);
+        if let Some(auth) = auth {
+            subject = subject.with_auth(auth);
+        }
+        let decision = self.authorizer.evaluate(&subject);
         match decision.verdict() {
-            AuthzVerdict::Allow => None,
+            AuthzVerdict::Allow => Ok(Request::from_parts(parts, body)),
             AuthzVerdict::Deny => {
                 tracing::info!(peer = %peer.id, reason = %describe(&decision), "HTTP request denied by policy");
-                Some(forbidden("RBAC: access denied"))
+                Err(Box::new(answer(
+                    StatusCode::FORBIDDEN,
+                    "RBAC: access denied",
+                )))
             }
             AuthzVerdict::AskProviders(_) => {
                 tracing::warn!(peer = %peer.id, "CUSTOM authorization provider is not configured; denying");
-                Some(forbidden(
-                    "RBAC: access denied (external authorizer unavailable)",
-                ))
+                Err(Box::new(answer(
+                    StatusCode::FORBIDDEN,
+                    "RBAC: access denied",
+                )))
             }
         }
     }
 }
 
-fn forbidden(text: &'static str) -> Response<Bytes> {
+/// A short plain-text answer naming no internals.
+fn answer(status: StatusCode, text: &'static str) -> Response<Bytes> {
     let mut response = Response::new(Bytes::from_static(text.as_bytes()));
-    *response.status_mut() = StatusCode::FORBIDDEN;
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain"),
+    );
     response
 }
 
-fn describe(decision: &mesh_policy::authz::Decision<'_>) -> String {
+fn describe(decision: &Decision<'_>) -> String {
     match (decision.policy, decision.rule_index) {
         (Some(policy), Some(rule)) => {
             format!(

@@ -358,3 +358,70 @@ spec:
     );
     assert_eq!(server.shutdown().await, 0);
 }
+
+#[allow(dead_code)]
+mod redis_server;
+
+#[tokio::test]
+async fn inbound_rate_limits_local_and_shared_through_redis() {
+    let Some(redis) = redis_server::RedisServer::start() else {
+        // The fixture fails the test itself when CI is set and redis-server is missing.
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("local.yaml");
+    std::fs::write(
+        &local,
+        "rules: [{ name: per-caller, key: [source_principal], limit: { max_tokens: 3, fill_interval: 1h } }]",
+    )
+    .unwrap();
+    let global = dir.path().join("global.yaml");
+    std::fs::write(
+        &global,
+        "rules: [{ name: stock, match: { path_prefixes: [/stock] }, limit: { max_tokens: 2, fill_interval: 1h } }]",
+    )
+    .unwrap();
+    // Two replicas of inventory share the global limit; each has its own local one.
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let yaml = format!(
+            r#"
+workload: {{ namespace: shop }}
+identity: {{ spiffe_id: {INVENTORY}, dev_ca: {{ dir: {ca} }} }}
+inbound: {{ listen: 127.0.0.1:0 }}
+rate_limit:
+  local: {local}
+  global: {{ rules: {global}, redis: "{url}", timeout: 500ms }}
+"#,
+            ca = dir.path().join("ca").display(),
+            local = local.display(),
+            global = global.display(),
+            url = redis.url(),
+        );
+        let mesh = Mesh::from_yaml(&yaml).await.unwrap();
+        let server = mesh.serve(InboundApp::Http(app())).await.unwrap();
+        replicas.push((mesh, server));
+    }
+    let first = caller(dir.path(), ORDERS, &replicas[0].1).await;
+    let second = caller(dir.path(), ORDERS, &replicas[1].1).await;
+
+    // /stock: two requests in total across both replicas, then 429 from either.
+    assert_eq!(get(&first, "/stock/1").await.0, StatusCode::OK);
+    assert_eq!(get(&second, "/stock/2").await.0, StatusCode::OK);
+    let request = Request::get(format!("http://{HOST}:8080/stock/3"))
+        .body(Bytes::new())
+        .unwrap();
+    let limited = tokio::time::timeout(STEP, second.http_client().request(request))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.headers().contains_key("retry-after"), "{limited:?}");
+    // The local limit of the first replica: 3 per caller, this one already spent 1.
+    assert_eq!(get(&first, "/other").await.0, StatusCode::OK);
+    assert_eq!(get(&first, "/other").await.0, StatusCode::OK);
+    assert_eq!(get(&first, "/other").await.0, StatusCode::TOO_MANY_REQUESTS);
+    for (_, server) in replicas {
+        server.shutdown().await;
+    }
+}

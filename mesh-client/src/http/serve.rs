@@ -46,16 +46,18 @@ type ServeFuture = Pin<
 >;
 type ServeFn = dyn Fn(Request<Incoming>) -> ServeFuture + Send + Sync + 'static;
 
-/// Runs before the application on every request: returns the request to serve (possibly
+/// Runs before the application on every request: resolves to the request to serve (possibly
 /// changed) or the response to answer instead (authentication, authorization and rate limits
 /// plug in here).
 pub(crate) type RequestGuard = Arc<
-    dyn Fn(Request<Incoming>) -> Result<Request<Incoming>, Box<Response<Bytes>>>
+    dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Guarded> + Send>>
         + Send
         + Sync
         + 'static,
 >;
 
+/// What a [`RequestGuard`] decided.
+pub(crate) type Guarded = Result<Request<Incoming>, Box<Response<Bytes>>>;
 /// A type-erased HTTP service for [`Delivery::Http`](crate::hbone::Delivery::Http).
 ///
 /// Each tunnel is served with HTTP/1.1 or HTTP/2 (detected from the first bytes), and each
@@ -107,15 +109,19 @@ impl HttpService {
     pub(crate) fn with_guard(self, guard: RequestGuard) -> Self {
         let inner = self.call;
         Self {
-            call: Arc::new(move |request| match guard(request) {
-                Ok(request) => inner(request),
-                Err(response) => Box::pin(async move {
-                    Ok((*response).map(|body| {
-                        http_body_util::Full::new(body)
-                            .map_err(|never| match never {})
-                            .boxed_unsync()
-                    }))
-                }),
+            call: Arc::new(move |request| {
+                let inner = inner.clone();
+                let decided = guard(request);
+                Box::pin(async move {
+                    match decided.await {
+                        Ok(request) => inner(request).await,
+                        Err(response) => Ok((*response).map(|body| {
+                            http_body_util::Full::new(body)
+                                .map_err(|never| match never {})
+                                .boxed_unsync()
+                        })),
+                    }
+                })
             }),
         }
     }

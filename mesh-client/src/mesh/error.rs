@@ -26,6 +26,15 @@ pub enum MeshError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A traffic file (DestinationRule, VirtualService) could not be read or is invalid, or
+    /// the traffic resources do not fit together.
+    #[error("traffic policy {path}: {reason}")]
+    Traffic {
+        /// The file (or "traffic policy" for cross-reference problems).
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The inbound listener could not start.
     #[error("inbound listener on {addr}: {reason}")]
     Inbound {

@@ -106,7 +106,8 @@ impl Mesh {
             InboundApp::Http(service) => {
                 let guard_policies = policies.clone();
                 let service = service.with_guard(Arc::new(move |request| {
-                    guard_policies.check_request(request)
+                    let policies = guard_policies.clone();
+                    Box::pin(async move { policies.check_request(request).await })
                 }));
                 (
                     Some(Delivery::Http(service)),
@@ -133,7 +134,7 @@ impl Mesh {
                 addr: settings.listen.to_string(),
                 reason: e.to_string(),
             })?;
-        if policies.has_authorization() {
+        if policies.checks_tunnels() {
             server.set_policy(TunnelAuthz { policies, l4_ports });
         }
         Ok(InboundServer {

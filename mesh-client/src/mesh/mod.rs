@@ -36,6 +36,7 @@ mod identity;
 mod inbound;
 mod policy;
 mod tcp;
+mod traffic;
 
 use std::{
     collections::HashMap,
@@ -98,11 +99,13 @@ impl Mesh {
         let settings = config.workload_settings()?;
         let identity = identity::start(&settings.identity)?;
         let authz = Arc::new(policy::Policies::load(&settings)?);
+        let traffic = Arc::new(traffic::load(&config, &settings)?);
         let discovery = start_discovery(&config, &settings).await?;
         let routes = Arc::new(
             BalancedDestinations::new(discovery.clone(), Policy::default())
                 .map_err(|e| MeshError::Discovery(format!("load balancer: {e}")))?,
         );
+        routes.set_traffic(traffic);
         let hbone = HboneClient::new(
             identity.tls.clone(),
             HboneClientConfig {

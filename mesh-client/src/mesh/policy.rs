@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header::WWW_AUTHENTICATE};
 use hyper::body::Incoming;
+use mesh_core::clock::SystemClock;
 use mesh_core::{clock::Clock, config::WorkloadSettings};
 use mesh_policy::{
     SecurityPolicies,
@@ -12,6 +13,7 @@ use mesh_policy::{
         Authorizer, AuthzRequest, Decision, HttpAttributes, Verdict as AuthzVerdict, Workload,
     },
     parse_security_policies,
+    ratelimit::{Decision as LimitDecision, LocalRateLimiter, RateLimitConfig, RateLimiter},
 };
 
 use super::MeshError;
@@ -19,6 +21,7 @@ use crate::{
     authn::{JwksClient, JwksRefreshConfig, JwksRefresher, JwksTls},
     hbone::{InboundRequest, Verdict},
     http::PeerIdentity,
+    ratelimit::{GlobalRateLimiter, RedisLimiterSettings},
 };
 
 /// The compiled policies in force for this workload.
@@ -27,6 +30,22 @@ pub(crate) struct Policies {
     authenticator: Authenticator,
     /// Keeps remote JWKS fresh; dropped with the policies.
     _jwks: Option<JwksRefresher>,
+    /// Per-process rate limits.
+    local_limit: Option<LocalRateLimiter>,
+    /// Rate limits shared through Redis.
+    global_limit: Option<GlobalRateLimiter>,
+}
+
+fn read_limits(path: &std::path::Path, field: &str) -> Result<RateLimitConfig, MeshError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| MeshError::Policy {
+        path: shown.clone(),
+        reason: format!("{field}: cannot read it: {e}"),
+    })?;
+    RateLimitConfig::from_yaml(&text).map_err(|e| MeshError::Policy {
+        path: shown,
+        reason: format!("{field}: {e}"),
+    })
 }
 
 /// The workload as Istio's selectors see it.
@@ -79,16 +98,41 @@ impl Policies {
                 JwksRefreshConfig::default(),
             )
         });
+        let limits = &settings.rate_limit;
+        let local_limit = limits
+            .local
+            .as_deref()
+            .map(|path| read_limits(path, "rate_limit.local").map(LocalRateLimiter::new))
+            .transpose()?;
+        let global_limit = limits
+            .global
+            .as_ref()
+            .map(|global| {
+                let config = read_limits(&global.rules, "rate_limit.global.rules")?;
+                let mut redis = RedisLimiterSettings::new(global.redis.clone());
+                redis.timeout = global.timeout;
+                if global.fail_closed {
+                    redis.failure_mode = mesh_policy::ratelimit::FailureMode::FailClosed;
+                }
+                GlobalRateLimiter::new(redis, config).map_err(|e| MeshError::Policy {
+                    path: "rate_limit.global".to_owned(),
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()?;
         Ok(Self {
             authorizer: Authorizer::new(&all.authorization, &workload),
             authenticator,
             _jwks: jwks,
+            local_limit,
+            global_limit,
         })
     }
 
-    /// Whether any authorization policy applies to this workload.
-    pub(crate) fn has_authorization(&self) -> bool {
-        self.authorizer.policies().next().is_some()
+    /// Whether tunnels need checking: an authorization policy applies, or a local rate
+    /// limit counts tunnels.
+    pub(crate) fn checks_tunnels(&self) -> bool {
+        self.authorizer.policies().next().is_some() || self.local_limit.is_some()
     }
 
     /// Judges a raw TCP tunnel (L4): HTTP-only conditions follow ztunnel's conservative rule.
@@ -97,7 +141,19 @@ impl Policies {
             .with_principal(request.peer.clone());
         let decision = self.authorizer.evaluate(&attributes);
         match decision.verdict() {
-            AuthzVerdict::Allow => Verdict::Allow,
+            // Only the local limiter can answer without waiting; a tunnel counts as one
+            // request with no HTTP attributes.
+            AuthzVerdict::Allow => match &self.local_limit {
+                Some(limiter) => {
+                    let limit = limiter.decide(&attributes, SystemClock.now());
+                    if limit.is_allowed() {
+                        Verdict::Allow
+                    } else {
+                        Verdict::Deny(format!("rate limited: {limit:?}"))
+                    }
+                }
+                None => Verdict::Allow,
+            },
             AuthzVerdict::Deny => Verdict::Deny(describe(&decision)),
             // An external authorizer judges HTTP requests; a raw tunnel has none to show it.
             AuthzVerdict::AskProviders(_) => Verdict::Deny(
@@ -111,7 +167,7 @@ impl Policies {
     /// Authenticates and authorizes one HTTP request (L7) served inside a tunnel. Returns the
     /// request to serve (with JWT output headers set and the token removed unless forwarded),
     /// or the answer instead: 401 for an invalid token, 403 when authorization denies.
-    pub(crate) fn check_request(
+    pub(crate) async fn check_request(
         &self,
         request: Request<Incoming>,
     ) -> Result<Request<Incoming>, Box<Response<Bytes>>> {
@@ -170,7 +226,10 @@ impl Policies {
         }
         let decision = self.authorizer.evaluate(&subject);
         match decision.verdict() {
-            AuthzVerdict::Allow => Ok(Request::from_parts(parts, body)),
+            AuthzVerdict::Allow => {
+                self.check_limits(&subject).await?;
+                Ok(Request::from_parts(parts, body))
+            }
             AuthzVerdict::Deny => {
                 tracing::info!(peer = %peer.id, reason = %describe(&decision), "HTTP request denied by policy");
                 Err(Box::new(answer(
@@ -187,6 +246,39 @@ impl Policies {
             }
         }
     }
+}
+
+impl Policies {
+    /// Applies the local, then the global rate limit: 429 with `retry-after` and
+    /// `x-ratelimit-*` when either refuses (500 when Redis is down and the mode is closed).
+    async fn check_limits(&self, subject: &AuthzRequest) -> Result<(), Box<Response<Bytes>>> {
+        if let Some(limiter) = &self.local_limit {
+            refuse_if_limited(limiter.decide(subject, SystemClock.now()))?;
+        }
+        if let Some(limiter) = &self.global_limit {
+            refuse_if_limited(limiter.check(subject, SystemClock.now()).await)?;
+        }
+        Ok(())
+    }
+}
+
+fn refuse_if_limited(decision: LimitDecision) -> Result<(), Box<Response<Bytes>>> {
+    let Some(status) = decision.http_status() else {
+        return Ok(());
+    };
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
+    let text = if status == StatusCode::TOO_MANY_REQUESTS {
+        "local_rate_limited"
+    } else {
+        "rate limit service unavailable"
+    };
+    let mut response = answer(status, text);
+    for (name, value) in decision.response_headers() {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    Err(Box::new(response))
 }
 
 /// A short plain-text answer naming no internals.

@@ -1,36 +1,56 @@
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     fmt,
     net::SocketAddr,
     sync::{Arc, Mutex, PoisonError},
 };
 
+use arc_swap::ArcSwap;
 use mesh_core::{
     balance::{BalanceConfigError, Balancer, PickContext, Policy, PriorityConfig},
     clock::{Clock, SystemClock, Timestamp},
-    model::{Endpoint, Service, Snapshot},
+    model::{Endpoint, Locality, Service, Snapshot},
     resilience::{Outcome, OutlierConfig, OutlierConfigError, OutlierDetector, OutlierEvent},
     rng::{Rng, SplitMix64},
+    traffic::TrafficConfig,
 };
 use mesh_tls::ExpectedIdentities;
 
 use crate::{discovery::Discovery, hbone::Destination, http::ResolveDestination};
 
 /// Per-service balancers kept in step with a [`Discovery`] backend.
+///
+/// One balancer (with its own outlier detector) exists per called `(service, port, subset)`.
+/// Its settings come from the service's DestinationRule when a [`TrafficConfig`] is installed
+/// ([`set_traffic`](Self::set_traffic): algorithm, locality priority and panic threshold,
+/// outlier detection, port-level and subset overrides, subset membership by labels), and from
+/// the defaults given at construction otherwise.
 pub struct BalancedDestinations {
     discovery: Arc<dyn Discovery>,
     policy: Policy,
     priority: PriorityConfig,
-    outlier: OutlierConfig,
-    services: Mutex<HashMap<String, ServiceBalancer>>,
+    outlier: Option<OutlierConfig>,
+    traffic: ArcSwap<TrafficConfig>,
+    local: Locality,
+    services: Mutex<HashMap<Key, ServiceBalancer>>,
+}
+
+/// What one balancer serves.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    host: String,
+    port: u16,
+    subset: Option<String>,
 }
 
 struct ServiceBalancer {
-    /// The endpoint set the balancer holds (compared by pointer to detect updates).
-    endpoints: Arc<[Endpoint]>,
+    /// Discovery's endpoint set this balancer was last fed from (compared by pointer).
+    source: Arc<[Endpoint]>,
+    /// Subset membership: endpoints carrying all these labels.
+    labels: Option<BTreeMap<String, String>>,
     balancer: Box<dyn Balancer + Send>,
-    /// Passive health: ejections are forwarded to the balancer.
-    outliers: OutlierDetector,
+    /// Passive health (absent when the DestinationRule has no `outlierDetection`).
+    outliers: Option<OutlierDetector>,
 }
 
 impl ServiceBalancer {
@@ -43,15 +63,41 @@ impl ServiceBalancer {
     }
 
     fn tick(&mut self, now: Timestamp) {
-        if now >= self.outliers.next_deadline() {
-            let events = self.outliers.tick(now);
+        let Some(outliers) = &mut self.outliers else {
+            return;
+        };
+        if now >= outliers.next_deadline() {
+            let events = outliers.tick(now);
             self.apply(events);
         }
+    }
+
+    /// Feeds a new discovery set (filtered to the subset), keeping ejections of endpoints
+    /// that remain.
+    fn update(&mut self, source: &Arc<[Endpoint]>) {
+        let endpoints: Arc<[Endpoint]> = match &self.labels {
+            None => source.clone(),
+            Some(labels) => source
+                .iter()
+                .filter(|e| labels.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
+                .cloned()
+                .collect(),
+        };
+        self.balancer.update(endpoints.clone());
+        if let Some(outliers) = &mut self.outliers {
+            outliers.set_endpoints(endpoints.iter().map(|e| e.address));
+            let ejected: Vec<SocketAddr> = outliers.ejected().collect();
+            for address in ejected {
+                self.balancer.set_ejected(address, true);
+            }
+        }
+        self.source = source.clone();
     }
 }
 
 impl BalancedDestinations {
-    /// Balances every service with `policy` (Istio's `ROUND_ROBIN` is [`Policy::RoundRobin`]).
+    /// Balances every service with `policy` (Istio's `ROUND_ROBIN` is [`Policy::RoundRobin`])
+    /// and Istio's default outlier detection, until a [`TrafficConfig`] says otherwise.
     ///
     /// Fails only if the policy's settings are invalid.
     pub fn new(discovery: Arc<dyn Discovery>, policy: Policy) -> Result<Self, BalanceConfigError> {
@@ -62,27 +108,53 @@ impl BalancedDestinations {
             discovery,
             policy,
             priority,
-            outlier: OutlierConfig::default(),
+            outlier: Some(OutlierConfig::default()),
+            traffic: ArcSwap::from_pointee(TrafficConfig::default()),
+            local: Locality::default(),
             services: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Uses `config` for passive health checking (Istio `outlierDetection`; default: Istio's).
+    /// Uses `config` for passive health checking of services without a DestinationRule
+    /// (Istio `outlierDetection`; default: Istio's).
     pub fn with_outlier_detection(
         mut self,
         config: OutlierConfig,
     ) -> Result<Self, OutlierConfigError> {
         config.validate()?;
-        self.outlier = config;
+        self.outlier = Some(config);
         Ok(self)
     }
 
-    /// Whether outlier detection currently ejects `endpoint` of `host`.
+    /// This workload's locality, for locality-aware priority in DestinationRules.
+    #[must_use]
+    pub fn with_locality(mut self, local: Locality) -> Self {
+        self.local = local;
+        self
+    }
+
+    /// Installs DestinationRules (and VirtualServices, used by the HTTP client). Balancers
+    /// are rebuilt with the new settings on their next pick; ejections are forgotten.
+    pub fn set_traffic(&self, traffic: Arc<TrafficConfig>) {
+        self.traffic.store(traffic);
+        self.services
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    /// The installed traffic configuration.
+    pub fn traffic(&self) -> Arc<TrafficConfig> {
+        self.traffic.load_full()
+    }
+
+    /// Whether outlier detection currently ejects `endpoint` of `host` (in any port or subset).
     pub fn is_ejected(&self, host: &str, endpoint: SocketAddr) -> bool {
+        let host = normalize(host);
         let services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
-        services
-            .get(&normalize(host))
-            .is_some_and(|s| s.outliers.is_ejected(endpoint))
+        services.iter().any(|(key, s)| {
+            key.host == host && s.outliers.as_ref().is_some_and(|o| o.is_ejected(endpoint))
+        })
     }
 
     /// Picks an endpoint of `host` and describes how to reach it on `port`.
@@ -93,49 +165,103 @@ impl BalancedDestinations {
     /// service port is written; every other declared port is reached at the same number on
     /// the endpoint.
     pub fn pick(&self, host: &str, port: u16) -> Option<Destination> {
+        self.pick_with(host, port, None, &PickContext::new())
+    }
+
+    /// Like [`pick`](Self::pick), among the endpoints of `subset` (a DestinationRule subset
+    /// name) and with a consistent-hash key in `ctx` when the policy hashes.
+    pub fn pick_with(
+        &self,
+        host: &str,
+        port: u16,
+        subset: Option<&str>,
+        ctx: &PickContext,
+    ) -> Option<Destination> {
         let snapshot = self.discovery.current();
         let (service, endpoints) = lookup(&snapshot, host)?;
         if !service.ports.is_empty() && service.port(port).is_none() {
             return None;
         }
+        let key = Key {
+            host: service.hostname.as_str().to_owned(),
+            port,
+            subset: subset.map(str::to_owned),
+        };
         let mut services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = match services.get_mut(service.hostname.as_str()) {
+        let entry = match services.get_mut(&key) {
             Some(entry) => entry,
             None => {
-                let balancer = self
-                    .policy
-                    .build(
-                        self.priority.clone(),
-                        Arc::new(SystemClock),
-                        SplitMix64::from_entropy().next_u64(),
-                    )
-                    .ok()?;
-                let outliers = OutlierDetector::new(self.outlier, SystemClock.now()).ok()?;
-                services
-                    .entry(service.hostname.as_str().to_owned())
-                    .or_insert(ServiceBalancer {
-                        endpoints: Arc::from(Vec::new()),
-                        balancer,
-                        outliers,
-                    })
+                let built = self.build(&key)?;
+                services.entry(key).or_insert(built)
             }
         };
-        if !Arc::ptr_eq(&entry.endpoints, endpoints) {
-            entry.balancer.update(endpoints.clone());
-            entry
-                .outliers
-                .set_endpoints(endpoints.iter().map(|e| e.address));
-            // Ejections survive the update for endpoints that remain.
-            let ejected: Vec<SocketAddr> = entry.outliers.ejected().collect();
-            for address in ejected {
-                entry.balancer.set_ejected(address, true);
-            }
-            entry.endpoints = endpoints.clone();
+        if !Arc::ptr_eq(&entry.source, endpoints) {
+            entry.update(endpoints);
         }
         entry.tick(SystemClock.now());
-        let index = entry.balancer.pick(&PickContext::new())?;
+        let index = entry.balancer.pick(ctx)?;
         let endpoint = entry.balancer.endpoints().get(index)?.clone();
         destination(&service, &endpoint, port)
+    }
+
+    /// A balancer for `key` with the settings that apply to it; `None` for an unknown subset.
+    fn build(&self, key: &Key) -> Option<ServiceBalancer> {
+        let traffic = self.traffic.load();
+        let (policy, priority, outlier, labels) = match traffic.policy(&key.host) {
+            Some(rule) => {
+                let effective = match rule.for_port(key.port, key.subset.as_deref()) {
+                    Ok(effective) => effective,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no endpoints: unknown subset");
+                        return None;
+                    }
+                };
+                let labels = key
+                    .subset
+                    .as_deref()
+                    .and_then(|s| rule.subset(s))
+                    .map(|s| s.labels.clone());
+                (
+                    effective.balancer_policy(),
+                    effective.priority_config(self.local.clone()),
+                    effective.outlier_config(),
+                    labels,
+                )
+            }
+            // A subset needs a DestinationRule defining it.
+            None if key.subset.is_some() => return None,
+            None => (
+                self.policy.clone(),
+                PriorityConfig {
+                    local: self.local.clone(),
+                    ..self.priority.clone()
+                },
+                self.outlier,
+                None,
+            ),
+        };
+        let balancer = policy
+            .build(
+                priority,
+                Arc::new(SystemClock),
+                SplitMix64::from_entropy().next_u64(),
+            )
+            .map_err(|e| tracing::warn!(error = %e, host = %key.host, "invalid balancer settings"))
+            .ok()?;
+        let outliers = match outlier {
+            Some(config) => Some(
+                OutlierDetector::new(config, SystemClock.now())
+                    .map_err(|e| tracing::warn!(error = %e, host = %key.host, "invalid outlier detection"))
+                    .ok()?,
+            ),
+            None => None,
+        };
+        Some(ServiceBalancer {
+            source: Arc::from(Vec::new()),
+            labels,
+            balancer,
+            outliers,
+        })
     }
 }
 
@@ -174,10 +300,16 @@ impl ResolveDestination for BalancedDestinations {
     }
 
     fn report(&self, host: &str, endpoint: SocketAddr, outcome: Outcome) {
+        let host = normalize(host);
+        let now = SystemClock.now();
         let mut services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = services.get_mut(&normalize(host)) {
-            let now = SystemClock.now();
-            if let Some(event) = entry.outliers.record(endpoint, outcome, now) {
+        for (key, entry) in services.iter_mut() {
+            if key.host != host {
+                continue;
+            }
+            if let Some(outliers) = &mut entry.outliers
+                && let Some(event) = outliers.record(endpoint, outcome, now)
+            {
                 entry.apply([event]);
             }
             entry.tick(now);

@@ -44,8 +44,9 @@ mod workload;
 pub use error::ConfigError;
 pub use resolved::{
     DEFAULT_DEV_CA_DIR, DEFAULT_DRAIN_TIMEOUT, DEFAULT_INBOUND_LISTEN,
-    DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_RELOAD_INTERVAL, DEFAULT_SPIFFE_ID, DEFAULT_SVID_TTL,
-    EtcdSettings, IdentitySettings, IdentitySource, InboundSettings, WorkloadSettings,
+    DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_RATE_LIMIT_TIMEOUT, DEFAULT_RELOAD_INTERVAL,
+    DEFAULT_SPIFFE_ID, DEFAULT_SVID_TTL, EtcdSettings, GlobalRateLimitSettings, IdentitySettings,
+    IdentitySource, InboundSettings, RateLimitSettings, WorkloadSettings,
 };
 pub use schema::{
     EndpointConfig, HealthConfig, MeshConfig, PortConfig, ProtocolConfig, ServiceConfig,
@@ -53,6 +54,6 @@ pub use schema::{
 };
 pub use traffic::ServiceTraffic;
 pub use workload::{
-    DevCaConfig, DiscoveryConfig, EtcdDiscoveryConfig, IdentityConfig, IdentityFilesConfig,
-    InboundConfig, WorkloadConfig,
+    DevCaConfig, DiscoveryConfig, EtcdDiscoveryConfig, FailureModeConfig, GlobalRateLimitSection,
+    IdentityConfig, IdentityFilesConfig, InboundConfig, RateLimitSection, WorkloadConfig,
 };

@@ -41,11 +41,42 @@ pub struct WorkloadSettings {
     pub inbound: Option<InboundSettings>,
     /// Policy files to load.
     pub policies: Vec<PathBuf>,
+    /// Istio traffic files (DestinationRule, VirtualService) to load.
+    pub traffic_files: Vec<PathBuf>,
+    /// Inbound rate limits.
+    pub rate_limit: RateLimitSettings,
     /// A watched services file, in addition to the static `services:`.
     pub discovery_file: Option<PathBuf>,
     /// An etcd registry, in addition to the static `services:`.
     pub etcd: Option<EtcdSettings>,
 }
+
+/// Inbound rate limits, validated.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RateLimitSettings {
+    /// Per-process rules file.
+    pub local: Option<PathBuf>,
+    /// Rules shared through Redis.
+    pub global: Option<GlobalRateLimitSettings>,
+}
+
+/// A Redis-backed rate limit, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GlobalRateLimitSettings {
+    /// The rules file.
+    pub rules: PathBuf,
+    /// The Redis URL.
+    pub redis: String,
+    /// Refuse (rather than admit) when Redis cannot answer.
+    pub fail_closed: bool,
+    /// Limit per check.
+    pub timeout: Duration,
+}
+
+/// Default limit on one Redis rate-limit check.
+pub const DEFAULT_RATE_LIMIT_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// The etcd registry, validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,12 +180,14 @@ impl MeshConfig {
                 .as_ref()
                 .and_then(|id| id.namespace().map(str::to_owned))
         });
-        for (i, policy) in self.policies.iter().enumerate() {
-            if policy.trim().is_empty() {
-                return Err(ConfigError::invalid(
-                    format!("policies[{i}]"),
-                    "empty path; name an Istio policy YAML file",
-                ));
+        for (field, files) in [("policies", &self.policies), ("traffic", &self.traffic)] {
+            for (i, file) in files.iter().enumerate() {
+                if file.trim().is_empty() {
+                    return Err(ConfigError::invalid(
+                        format!("{field}[{i}]"),
+                        "empty path; name an Istio YAML file",
+                    ));
+                }
             }
         }
         let discovery = self.discovery.clone().unwrap_or_default();
@@ -181,6 +214,31 @@ impl MeshConfig {
                 })
             })
             .transpose()?;
+        let rate_limit = self.rate_limit.clone().unwrap_or_default();
+        let rate_limit = RateLimitSettings {
+            local: rate_limit.local.map(PathBuf::from),
+            global: rate_limit
+                .global
+                .map(|g| {
+                    if !(g.redis.starts_with("redis://") || g.redis.starts_with("rediss://")) {
+                        return Err(ConfigError::invalid(
+                            "rate_limit.global.redis",
+                            format!("{:?} is not a Redis URL; write redis://host:6379", g.redis),
+                        ));
+                    }
+                    Ok(GlobalRateLimitSettings {
+                        rules: PathBuf::from(g.rules),
+                        redis: g.redis,
+                        fail_closed: g.failure_mode == Some(super::FailureModeConfig::Closed),
+                        timeout: duration(
+                            "rate_limit.global.timeout",
+                            g.timeout.as_ref(),
+                            DEFAULT_RATE_LIMIT_TIMEOUT,
+                        )?,
+                    })
+                })
+                .transpose()?,
+        };
         Ok(WorkloadSettings {
             name: workload.name,
             namespace,
@@ -188,14 +246,18 @@ impl MeshConfig {
             identity,
             inbound,
             policies: self.policies.iter().map(PathBuf::from).collect(),
+            traffic_files: self.traffic.iter().map(PathBuf::from).collect(),
+            rate_limit,
             discovery_file: discovery.file.map(PathBuf::from),
             etcd,
         })
     }
 
-    /// Checks the whole document; the same checks the runtime applies when it starts.
+    /// Checks the whole document (workload sections, services and their traffic policies);
+    /// the same checks the runtime applies when it starts. Files it names are not read.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.workload_settings().map(|_| ())
+        self.workload_settings()?;
+        self.traffic_config().map(|_| ())
     }
 }
 

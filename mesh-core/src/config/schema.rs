@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::{
     ConfigError,
-    workload::{DiscoveryConfig, IdentityConfig, InboundConfig, WorkloadConfig},
+    workload::{DiscoveryConfig, IdentityConfig, InboundConfig, RateLimitSection, WorkloadConfig},
 };
 use crate::traffic::raw::ServiceTraffic;
 
@@ -30,6 +30,13 @@ pub struct MeshConfig {
     /// Istio security policy files (`AuthorizationPolicy`, ...) applying to this workload.
     #[serde(default)]
     pub policies: Vec<String>,
+    /// Rate limits on inbound requests.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitSection>,
+    /// Istio traffic files (`DestinationRule`, `VirtualService`) for the services this
+    /// workload calls, in addition to the services' own `traffic_policy` sections.
+    #[serde(default)]
+    pub traffic: Vec<String>,
     /// The services this workload can call.
     #[serde(default)]
     pub services: Vec<ServiceConfig>,

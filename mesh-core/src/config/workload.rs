@@ -150,3 +150,45 @@ pub struct EtcdDiscoveryConfig {
     #[serde(default)]
     pub prefix: Option<String>,
 }
+
+/// Rate limits on inbound requests: rule files in the format of `mesh_policy::ratelimit`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RateLimitSection {
+    /// Rules enforced by this process alone (token buckets in memory).
+    #[serde(default)]
+    pub local: Option<String>,
+    /// Rules shared by every replica through Redis.
+    #[serde(default)]
+    pub global: Option<GlobalRateLimitSection>,
+}
+
+/// A rate limit shared through Redis.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct GlobalRateLimitSection {
+    /// The rules file.
+    pub rules: String,
+    /// The server, `redis://host:port[/db]`.
+    pub redis: String,
+    /// What to do when Redis cannot answer: `open` (admit; the default, as Envoy) or
+    /// `closed` (refuse with 500).
+    #[serde(default)]
+    pub failure_mode: Option<FailureModeConfig>,
+    /// The most a check may wait for Redis, as an Istio duration. Default `50ms`.
+    #[serde(default)]
+    pub timeout: Option<String>,
+}
+
+/// Failure modes as written.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum FailureModeConfig {
+    /// Admit requests.
+    Open,
+    /// Refuse requests.
+    Closed,
+}

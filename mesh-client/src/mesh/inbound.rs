@@ -80,13 +80,19 @@ struct TunnelAuthz {
     policies: Arc<Policies>,
     /// Target ports whose tunnels are checked here; `None` means all of them.
     l4_ports: Option<HashSet<u16>>,
+    /// The embedding host's own check, asked after the policies allowed (every port).
+    host_check: Option<Arc<dyn InboundPolicy>>,
 }
 
 impl InboundPolicy for TunnelAuthz {
     fn check(&self, request: &InboundRequest<'_>) -> Verdict {
-        match &self.l4_ports {
+        let verdict = match &self.l4_ports {
             Some(ports) if !ports.contains(&request.target.port()) => Verdict::Allow,
             _ => self.policies.check_tunnel(request),
+        };
+        match (verdict, &self.host_check) {
+            (Verdict::Allow, Some(host)) => host.check(request),
+            (verdict, _) => verdict,
         }
     }
 }
@@ -96,6 +102,18 @@ impl Mesh {
     /// this workload's SVID, tunnels to `inbound.forward` ports dialed locally, other ports
     /// served by `app`, and the policy files enforced.
     pub async fn serve(&self, app: InboundApp) -> Result<InboundServer, MeshError> {
+        self.serve_with_check(app, None).await
+    }
+
+    /// Like [`serve`](Self::serve), with `host_check` asked about every tunnel the configured
+    /// policies allow (any port): the embedding application's own allow/deny decision, such as
+    /// the C ABI's callback. A denial answers 401, exactly like a policy denial. The check runs
+    /// on the connection's task, so it must be fast and must not block.
+    pub async fn serve_with_check(
+        &self,
+        app: InboundApp,
+        host_check: Option<Arc<dyn InboundPolicy>>,
+    ) -> Result<InboundServer, MeshError> {
         // No `inbound:` section: the defaults, as if it were written empty.
         let settings = self.inner.settings.inbound.clone().unwrap_or_default();
         let forward: HashMap<u16, SocketAddr> = settings.forward.clone().into_iter().collect();
@@ -134,8 +152,12 @@ impl Mesh {
                 addr: settings.listen.to_string(),
                 reason: e.to_string(),
             })?;
-        if policies.checks_tunnels() {
-            server.set_policy(TunnelAuthz { policies, l4_ports });
+        if policies.checks_tunnels() || host_check.is_some() {
+            server.set_policy(TunnelAuthz {
+                policies,
+                l4_ports,
+                host_check,
+            });
         }
         Ok(InboundServer {
             server,

@@ -62,7 +62,7 @@ use crate::{
     },
     hbone::{HboneClient, HboneClientConfig, WorkloadInfo},
     http::MeshConnector,
-    resilience::{HttpPolicy, ResilientClient},
+    resilience::ResilientClient,
     routing::BalancedDestinations,
 };
 
@@ -113,9 +113,7 @@ impl Mesh {
                 ..HboneClientConfig::default()
             },
         );
-        let connector = MeshConnector::with_shared_routes(hbone.clone(), routes.clone());
-        let http = ResilientClient::new(connector, HttpPolicy::default())
-            .map_err(|e| MeshError::Discovery(format!("HTTP client: {e}")))?;
+        let http = ResilientClient::routed(hbone.clone(), routes.clone(), discovery.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 settings,
@@ -166,8 +164,11 @@ impl Mesh {
         &self.inner.routes
     }
 
-    /// An HTTP client over the mesh: `http://<service>:<port>/...` URIs are resolved through
-    /// discovery, balanced, and sent with retries, timeouts and circuit breaking.
+    /// An HTTP client over the mesh: `http://<service>:<port>/...` URIs are routed by the
+    /// service's VirtualService (when one is configured), balanced over the chosen subset by
+    /// its DestinationRule's algorithm, and sent with the route's retries and timeouts and the
+    /// DestinationRule's connection-pool limits and outlier detection (Istio's defaults where
+    /// nothing is configured).
     pub fn http_client(&self) -> ResilientClient {
         self.inner.http.clone()
     }

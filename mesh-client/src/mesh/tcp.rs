@@ -36,9 +36,17 @@ impl Mesh {
                 .tcp_breakers
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            let breaker = breakers
-                .entry(host.clone())
-                .or_insert_with(|| CircuitBreaker::new(Limits::default()));
+            let breaker = breakers.entry(host.clone()).or_insert_with(|| {
+                // The DestinationRule's connectionPool (`tcp.maxConnections`), if any.
+                let limits = self
+                    .inner
+                    .routes
+                    .traffic()
+                    .policy(&host)
+                    .and_then(|rule| rule.for_port(port, None).ok())
+                    .map_or_else(Limits::default, |p| p.breaker_limits());
+                CircuitBreaker::new(limits)
+            });
             breaker
                 .try_acquire(ResourceKind::Connection)
                 .map_err(|o| MeshError::Overflow {

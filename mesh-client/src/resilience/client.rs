@@ -21,10 +21,15 @@ use mesh_core::{
     rng::SplitMix64,
 };
 
-use super::{DEADLINE_HEADER, HttpPolicy, RequestError};
+use super::{
+    DEADLINE_HEADER, HttpPolicy, RequestError,
+    routed::{Routed, SendError, Target},
+};
 use crate::{
-    hbone::TunnelError,
+    discovery::Discovery,
+    hbone::{HboneClient, TunnelError},
     http::{MeshConnector, UpstreamInfo},
+    routing::BalancedDestinations,
 };
 
 /// Per-service state shared by all requests to it.
@@ -35,6 +40,12 @@ struct ServiceState {
 
 /// An HTTP client over the mesh that applies an [`HttpPolicy`] to every request.
 ///
+/// Two ways to build one: [`new`](Self::new) applies one policy to every service and dials
+/// through a [`MeshConnector`]; [`routed`](Self::routed) follows the traffic configuration of
+/// a [`BalancedDestinations`] per request (VirtualService routes, subsets, retries and
+/// timeouts, DestinationRule limits), as [`Mesh::http_client`](crate::mesh::Mesh::http_client)
+/// does.
+///
 /// Bodies are [`Bytes`] so attempts can be replayed. Cloning is cheap and shares the connection
 /// pool and per-service state.
 #[derive(Clone)]
@@ -44,6 +55,8 @@ pub struct ResilientClient {
     connector: MeshConnector,
     policy: Arc<HttpPolicy>,
     services: Arc<Mutex<HashMap<String, Arc<ServiceState>>>>,
+    /// Set for clients following the traffic configuration.
+    routed: Option<Arc<Routed>>,
 }
 
 /// The outcome of one attempt, judged against the policy.
@@ -95,25 +108,55 @@ impl ResilientClient {
             connector,
             policy: Arc::new(policy),
             services: Arc::new(Mutex::new(HashMap::new())),
+            routed: None,
         })
     }
 
-    fn state(&self, host: &str) -> Result<Arc<ServiceState>, RequestError> {
+    /// A client whose every request is routed and governed by the traffic configuration
+    /// installed in `routes` ([`BalancedDestinations::set_traffic`]): the VirtualService route
+    /// matching the request picks the destination, subset and port, its retries and timeout
+    /// apply, the DestinationRule's connection-pool limits guard the destination, and each
+    /// attempt goes to an endpoint of the subset picked by its balancer. Services without
+    /// traffic resources get Istio's defaults (2 retries on connect failures, refused streams
+    /// and 503). `discovery` tells which ports speak HTTP/2 (`http2`, `grpc`).
+    pub fn routed(
+        hbone: HboneClient,
+        routes: Arc<BalancedDestinations>,
+        discovery: Arc<dyn Discovery>,
+    ) -> Self {
+        let connector = MeshConnector::with_shared_routes(hbone.clone(), routes.clone());
+        Self {
+            client: Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(0)
+                .build(connector.clone()),
+            connector,
+            policy: Arc::new(HttpPolicy::default()),
+            services: Arc::new(Mutex::new(HashMap::new())),
+            routed: Some(Arc::new(Routed {
+                hbone,
+                routes,
+                discovery,
+            })),
+        }
+    }
+
+    fn state(&self, key: &str, policy: &HttpPolicy) -> Result<Arc<ServiceState>, RequestError> {
         let mut services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(state) = services.get(host) {
+        if let Some(state) = services.get(key) {
             return Ok(state.clone());
         }
-        let budget = RetryBudget::new(self.policy.budget)
+        let budget = RetryBudget::new(policy.budget)
             .map_err(|e| RequestError::Invalid(format!("retry budget: {e}")))?;
         let state = Arc::new(ServiceState {
             budget: Mutex::new(budget),
-            breaker: CircuitBreaker::new(self.policy.limits),
+            breaker: CircuitBreaker::new(policy.limits),
         });
-        services.insert(host.to_owned(), state.clone());
+        services.insert(key.to_owned(), state.clone());
         Ok(state)
     }
 
-    /// Circuit-breaker counters for `host` (in use and overflows per kind).
+    /// Circuit-breaker counters for `host` (in use and overflows per kind); for a subset of a
+    /// routed client, ask for `host/subset`.
     pub fn breaker_stats(&self, host: &str) -> Option<mesh_core::resilience::BreakerStats> {
         let services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
         services.get(host).map(|s| s.breaker.stats())
@@ -122,23 +165,50 @@ impl ResilientClient {
     /// Sends `request`, retrying and timing out as the policy says.
     pub async fn request(
         &self,
-        request: Request<Bytes>,
+        mut request: Request<Bytes>,
     ) -> Result<Response<Incoming>, RequestError> {
         let host = request
             .uri()
             .host()
             .ok_or_else(|| RequestError::Invalid(format!("URI {} has no host", request.uri())))?
             .to_ascii_lowercase();
-        let state = self.state(&host)?;
+        let port = request
+            .uri()
+            .port_u16()
+            .unwrap_or(match request.uri().scheme_str() {
+                Some("https") => 443,
+                _ => 80,
+            });
+        let (target, policy) = match &self.routed {
+            Some(routed) => {
+                let (parts, body) = request.into_parts();
+                let (target, policy) = routed.plan(&parts, &host, port)?;
+                request = Request::from_parts(parts, body);
+                (Some(target), Arc::new(policy))
+            }
+            None => (None, self.policy.clone()),
+        };
+        let key = target
+            .as_ref()
+            .map_or_else(|| host.clone(), Target::state_key);
+        let state = self.state(&key, &policy)?;
         let _request_permit = state
             .breaker
             .try_acquire(ResourceKind::Request)
-            .map_err(|o| overflow(&host, o))?;
-        let policy = &self.policy;
+            .map_err(|o| overflow(&key, o))?;
+        let policy = &*policy;
         let started = Instant::now();
         let deadline = policy.timeout.map(|t| started + t);
         let attempts_made = AtomicU32::new(0);
-        let run = self.attempts(&host, &state, request, deadline, &attempts_made);
+        let run = self.attempts(
+            &host,
+            &state,
+            policy,
+            target.as_ref(),
+            request,
+            deadline,
+            &attempts_made,
+        );
         match policy.timeout {
             Some(limit) => tokio::time::timeout(limit, run).await.unwrap_or_else(|_| {
                 Err(RequestError::Timeout {
@@ -151,15 +221,17 @@ impl ResilientClient {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn attempts(
         &self,
         host: &str,
         state: &ServiceState,
+        policy: &HttpPolicy,
+        target: Option<&Target>,
         request: Request<Bytes>,
         deadline: Option<Instant>,
         attempts_made: &AtomicU32,
     ) -> Result<Response<Incoming>, RequestError> {
-        let policy = &self.policy;
         let replayable = policy.retry_non_idempotent || idempotent(request.method());
         let (parts, body) = request.into_parts();
         state
@@ -181,7 +253,7 @@ impl ResilientClient {
                     attempt.headers_mut().insert(DEADLINE_HEADER, value);
                 }
             }
-            let outcome = self.attempt(attempt, replayable).await;
+            let outcome = self.attempt(policy, target, attempt, replayable).await;
             let last = match outcome {
                 Attempt::Done(response) => return Ok(response),
                 Attempt::Stop(last) => {
@@ -217,10 +289,16 @@ impl ResilientClient {
         }
     }
 
-    async fn attempt(&self, request: Request<Full<Bytes>>, replayable: bool) -> Attempt {
-        let retry_on = &self.policy.retry_on;
-        let send = self.client.request(request);
-        let result = match self.policy.per_try_timeout {
+    async fn attempt(
+        &self,
+        policy: &HttpPolicy,
+        target: Option<&Target>,
+        request: Request<Full<Bytes>>,
+        replayable: bool,
+    ) -> Attempt {
+        let retry_on = &policy.retry_on;
+        let send = self.send(target, request);
+        let result = match policy.per_try_timeout {
             Some(limit) => match tokio::time::timeout(limit, send).await {
                 Ok(r) => r,
                 Err(_) => {
@@ -240,33 +318,61 @@ impl ResilientClient {
         match result {
             Ok(response) => {
                 let status = response.status().as_u16();
-                if let Some(upstream) = response.extensions().get::<UpstreamInfo>() {
-                    self.connector.report(upstream, Outcome::Http(status));
-                }
-                if retry_on.status(status) && replayable {
+                if retry_on.response(status, response.headers()) && replayable {
                     Attempt::Retry(Last::Response(response))
                 } else {
                     Attempt::Done(response)
                 }
             }
             Err(e) => {
-                let tunnel = find_tunnel_error(&e);
-                let before_sending = e.is_connect();
-                let refused =
-                    tunnel.is_some_and(|t| matches!(t, TunnelError::Http2 { refused: true, .. }));
-                let retry = if before_sending {
-                    retry_on.connect_failure && tunnel.is_none_or(TunnelError::is_retryable)
-                } else if refused {
-                    retry_on.refused_stream
-                } else {
-                    retry_on.reset && replayable
+                let (retry, error) = match e {
+                    SendError::BeforeSending { error, retryable } => {
+                        (retry_on.connect_failure && retryable, error)
+                    }
+                    SendError::Refused(error) => (retry_on.refused_stream, error),
+                    SendError::AfterSending(error) => (retry_on.reset && replayable, error),
                 };
-                let last = Last::Error(Box::new(e));
+                let last = Last::Error(error);
                 if retry {
                     Attempt::Retry(last)
                 } else {
                     Attempt::Stop(last)
                 }
+            }
+        }
+    }
+
+    /// One attempt through the routed path or hyper's client.
+    async fn send(
+        &self,
+        target: Option<&Target>,
+        request: Request<Full<Bytes>>,
+    ) -> Result<Response<Incoming>, SendError> {
+        if let (Some(routed), Some(target)) = (&self.routed, target) {
+            return routed.send(target, request).await;
+        }
+        match self.client.request(request).await {
+            Ok(response) => {
+                if let Some(upstream) = response.extensions().get::<UpstreamInfo>() {
+                    self.connector
+                        .report(upstream, Outcome::Http(response.status().as_u16()));
+                }
+                Ok(response)
+            }
+            Err(e) => {
+                let tunnel = find_tunnel_error(&e);
+                let refused =
+                    tunnel.is_some_and(|t| matches!(t, TunnelError::Http2 { refused: true, .. }));
+                Err(if e.is_connect() {
+                    SendError::BeforeSending {
+                        retryable: tunnel.is_none_or(TunnelError::is_retryable),
+                        error: Box::new(e),
+                    }
+                } else if refused {
+                    SendError::Refused(Box::new(e))
+                } else {
+                    SendError::AfterSending(Box::new(e))
+                })
             }
         }
     }

@@ -41,6 +41,10 @@ pub enum RequestError {
         /// The last failure (a `TunnelError` for connection problems).
         source: BoxError,
     },
+    /// The service has a VirtualService and none of its routes matches the request (Envoy
+    /// answers 404 `route_not_found`).
+    #[error("{0}")]
+    NoRoute(String),
     /// The request itself is unusable (no host in the URI).
     #[error("invalid request: {0}")]
     Invalid(String),

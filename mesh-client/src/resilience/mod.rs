@@ -11,6 +11,7 @@
 mod client;
 mod error;
 mod policy;
+mod routed;
 
 pub use client::ResilientClient;
 pub use error::RequestError;

@@ -1,0 +1,273 @@
+//! Requests routed by the traffic configuration: VirtualService routes pick the destination
+//! (host, subset, port) and its policy per request; each attempt opens a tunnel to an endpoint
+//! of that destination and speaks HTTP/1.1 or HTTP/2 (by the service port's protocol) over it.
+
+use std::{borrow::Cow, net::SocketAddr, sync::Arc};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, Uri, header::HOST, request::Parts};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use mesh_core::{
+    balance::{HashKey, PickContext},
+    model::Protocol,
+    resilience::Outcome,
+    rng::SplitMix64,
+    traffic::{HashKeySource, RequestView, RouteError},
+};
+
+use super::{HttpPolicy, RequestError};
+use crate::{
+    discovery::Discovery, hbone::HboneClient, http::BoxError, routing::BalancedDestinations,
+};
+
+/// What routed requests need: tunnels, balancers (which hold the traffic configuration) and
+/// the service catalogue (for port protocols).
+pub(super) struct Routed {
+    pub(super) hbone: HboneClient,
+    pub(super) routes: Arc<BalancedDestinations>,
+    pub(super) discovery: Arc<dyn Discovery>,
+}
+
+/// Where the attempts of one request go, decided once per request.
+pub(super) struct Target {
+    pub(super) host: String,
+    pub(super) port: u16,
+    pub(super) subset: Option<String>,
+    pub(super) ctx: PickContext,
+    pub(super) http2: bool,
+}
+
+impl Target {
+    /// The key of the per-destination state (retry budget, breaker): `host` or `host/subset`.
+    pub(super) fn state_key(&self) -> String {
+        match &self.subset {
+            Some(subset) => format!("{}/{subset}", self.host),
+            None => self.host.clone(),
+        }
+    }
+}
+
+/// How an attempt failed, in the terms retry conditions use.
+pub(super) enum SendError {
+    /// Nothing reached the upstream (no endpoint, tunnel refused, connection failed).
+    BeforeSending {
+        error: BoxError,
+        /// Whether another attempt could succeed (a 401 from the peer's policy cannot).
+        retryable: bool,
+    },
+    /// The upstream refused the stream unprocessed (HTTP/2 REFUSED_STREAM).
+    Refused(BoxError),
+    /// The request may have been processed (reset, connection lost, timeout).
+    AfterSending(BoxError),
+}
+
+/// A request's attributes as route matching sees them.
+struct PartsView<'a>(&'a Parts);
+
+impl RequestView for PartsView<'_> {
+    fn method(&self) -> &str {
+        self.0.method.as_str()
+    }
+
+    fn path(&self) -> &str {
+        self.0.uri.path_and_query().map_or("/", |p| p.as_str())
+    }
+
+    fn authority(&self) -> &str {
+        self.0
+            .uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| self.0.headers.get(HOST).and_then(|h| h.to_str().ok()))
+            .unwrap_or_default()
+    }
+
+    fn header(&self, name: &str) -> Option<Cow<'_, str>> {
+        let mut values = self.0.headers.get_all(name).iter();
+        let first = values.next()?.to_str().ok()?;
+        let mut joined = Cow::Borrowed(first);
+        for value in values {
+            if let Ok(value) = value.to_str() {
+                let text = joined.to_mut();
+                text.push(',');
+                text.push_str(value);
+            }
+        }
+        Some(joined)
+    }
+
+    fn scheme(&self) -> &str {
+        self.0.uri.scheme_str().unwrap_or("http")
+    }
+}
+
+impl Routed {
+    /// Routes `parts` to a destination and its policy.
+    pub(super) fn plan(
+        &self,
+        parts: &Parts,
+        host: &str,
+        port: u16,
+    ) -> Result<(Target, HttpPolicy), RequestError> {
+        let traffic = self.routes.traffic();
+        let view = PartsView(parts);
+        let call = traffic
+            .resolve(host, port, &view, &mut SplitMix64::from_entropy())
+            .map_err(|e| match e {
+                RouteError::NoRoute { .. } => RequestError::NoRoute(e.to_string()),
+                other => RequestError::Invalid(other.to_string()),
+            })?;
+        let destination = call.destination;
+        let dest_port = destination.port.unwrap_or(port);
+        let key = match call.policy.hash_key_source() {
+            // The downstream of this client is the workload itself, so every request hashes
+            // alike and sticks to one endpoint, as behind a sidecar.
+            Some(HashKeySource::SourceIp) => Some(HashKey::from_bytes(
+                self.hbone
+                    .tls()
+                    .credentials()
+                    .svid()
+                    .spiffe_id()
+                    .as_str()
+                    .as_bytes(),
+            )),
+            Some(source) => hash_key(&view, &source),
+            None => None,
+        };
+        let ctx = key.map_or_else(PickContext::new, PickContext::with_hash);
+        let snapshot = self.discovery.current();
+        let http2 = snapshot
+            .service(&destination.host)
+            .and_then(|s| s.port(dest_port))
+            .is_some_and(|p| matches!(p.protocol, Protocol::Http2 | Protocol::Grpc));
+        Ok((
+            Target {
+                host: destination.host,
+                port: dest_port,
+                subset: destination.subset,
+                ctx,
+                http2,
+            },
+            HttpPolicy::from_traffic(&call.policy),
+        ))
+    }
+
+    /// One attempt: pick an endpoint, open a tunnel, send, and report the outcome for
+    /// passive health checking.
+    pub(super) async fn send(
+        &self,
+        target: &Target,
+        mut request: Request<Full<Bytes>>,
+    ) -> Result<Response<Incoming>, SendError> {
+        let Some(dest) = self.routes.pick_with(
+            &target.host,
+            target.port,
+            target.subset.as_deref(),
+            &target.ctx,
+        ) else {
+            return Err(SendError::BeforeSending {
+                error: format!(
+                    "no reachable endpoint for {}:{}{}",
+                    target.host,
+                    target.port,
+                    target
+                        .subset
+                        .as_deref()
+                        .map(|s| format!(" subset {s}"))
+                        .unwrap_or_default()
+                )
+                .into(),
+                retryable: true,
+            });
+        };
+        let endpoint = dest.authority();
+        let stream = match self.hbone.connect(&dest).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                let retryable = e.is_retryable();
+                if retryable {
+                    self.report(target, endpoint, Outcome::LocalOriginFailure);
+                }
+                return Err(SendError::BeforeSending {
+                    error: Box::new(e),
+                    retryable,
+                });
+            }
+        };
+        let io = TokioIo::new(stream);
+        let sent = if target.http2 {
+            match hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await {
+                Ok((mut sender, conn)) => {
+                    tokio::spawn(conn);
+                    sender.send_request(request).await
+                }
+                Err(e) => Err(e),
+            }
+        } else {
+            // HTTP/1.1 wants the origin form and a Host header.
+            if !request.headers().contains_key(HOST) {
+                if let Some(authority) = request.uri().authority() {
+                    if let Ok(value) = HeaderValue::from_str(authority.as_str()) {
+                        request.headers_mut().insert(HOST, value);
+                    }
+                }
+            }
+            let origin: Uri = request
+                .uri()
+                .path_and_query()
+                .map_or_else(|| Uri::from_static("/"), |p| Uri::from(p.clone()));
+            *request.uri_mut() = origin;
+            match hyper::client::conn::http1::handshake(io).await {
+                Ok((mut sender, conn)) => {
+                    tokio::spawn(conn);
+                    sender.send_request(request).await
+                }
+                Err(e) => Err(e),
+            }
+        };
+        match sent {
+            Ok(response) => {
+                self.report(target, endpoint, Outcome::Http(response.status().as_u16()));
+                Ok(response)
+            }
+            Err(e) => {
+                self.report(target, endpoint, Outcome::LocalOriginFailure);
+                Err(if refused_stream(&e) {
+                    SendError::Refused(Box::new(e))
+                } else {
+                    SendError::AfterSending(Box::new(e))
+                })
+            }
+        }
+    }
+
+    fn report(&self, target: &Target, endpoint: SocketAddr, outcome: Outcome) {
+        use crate::http::ResolveDestination;
+        self.routes.report(&target.host, endpoint, outcome);
+    }
+}
+
+/// Whether hyper's error is an HTTP/2 REFUSED_STREAM (the request was not processed).
+fn refused_stream(e: &hyper::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h2) = s.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// The consistent-hash key of a request, when its source is present.
+fn hash_key(view: &PartsView<'_>, source: &HashKeySource) -> Option<HashKey> {
+    let value: Cow<'_, str> = match source {
+        HashKeySource::Header(name) => view.header(name)?,
+        HashKeySource::Cookie(cookie) => Cow::Owned(view.cookie(&cookie.name)?),
+        HashKeySource::QueryParameter(name) => Cow::Borrowed(view.query_param(name)?),
+        _ => return None,
+    };
+    Some(HashKey::from_bytes(value.as_bytes()))
+}

@@ -1,0 +1,177 @@
+//! Traffic policy through the `Mesh` handle: VirtualService-style routes choose subsets by
+//! request attributes, retries follow the route, and subsets hold only their labelled
+//! endpoints. Real workloads on loopback, each its own HBONE listener.
+
+mod support;
+
+use std::{
+    convert::Infallible,
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use mesh_client::{
+    http::HttpService,
+    mesh::{InboundApp, InboundServer, Mesh},
+};
+use support::STEP;
+
+const REVIEWS: &str = "spiffe://cluster.local/ns/shop/sa/reviews";
+const HOST: &str = "reviews.shop.svc.cluster.local";
+
+/// A reviews workload answering with its version; the first `fail_first` requests get 503.
+/// It listens on `ip` (each version on its own loopback address, as pods have their own).
+async fn reviews(
+    dir: &Path,
+    ip: &str,
+    version: &'static str,
+    fail_first: usize,
+) -> (Mesh, InboundServer) {
+    let yaml = format!(
+        "identity: {{ spiffe_id: {REVIEWS}, dev_ca: {{ dir: {} }} }}\ninbound: {{ listen: \"{ip}:0\" }}",
+        dir.join("ca").display()
+    );
+    let mesh = Mesh::from_yaml(&yaml).await.unwrap();
+    let failures = Arc::new(AtomicUsize::new(fail_first));
+    let app = HttpService::new(tower::service_fn(move |_request: Request<Incoming>| {
+        let failures = failures.clone();
+        async move {
+            let failing = failures
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            let mut response = Response::new(Full::new(Bytes::from_static(version.as_bytes())));
+            if failing {
+                *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            }
+            Ok::<_, Infallible>(response)
+        }
+    }));
+    let server = mesh.serve(InboundApp::Http(app)).await.unwrap();
+    (mesh, server)
+}
+
+async fn get(mesh: &Mesh, path: &str, user: Option<&str>) -> (StatusCode, String) {
+    let mut request = Request::get(format!("http://{HOST}:9080{path}"));
+    if let Some(user) = user {
+        request = request.header("end-user", user);
+    }
+    let response = tokio::time::timeout(
+        STEP,
+        mesh.http_client()
+            .request(request.body(Bytes::new()).unwrap()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn routes_pick_subsets_by_request_and_retry_as_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    // v2 fails its first two requests; the route to it retries 2 times on 5xx.
+    let (_v1, v1) = reviews(dir.path(), "127.0.0.1", "v1", 0).await;
+    let (_v2, v2) = reviews(dir.path(), "127.0.0.2", "v2", 2).await;
+    let yaml = format!(
+        r#"
+identity: {{ spiffe_id: spiffe://cluster.local/ns/shop/sa/productpage, dev_ca: {{ dir: {ca} }} }}
+services:
+  - host: {HOST}
+    ports: [{{ port: 9080, protocol: http }}]
+    identities: [{REVIEWS}]
+    endpoints:
+      - {{ address: "127.0.0.1:9080", hbone_port: {p1}, labels: {{ version: v1 }} }}
+      - {{ address: "127.0.0.2:9080", hbone_port: {p2}, labels: {{ version: v2 }} }}
+    traffic_policy:
+      load_balancer: {{ simple: round_robin }}
+      subsets:
+        - {{ name: v1, labels: {{ version: v1 }} }}
+        - {{ name: v2, labels: {{ version: v2 }} }}
+      http:
+        - match: [{{ headers: {{ end-user: {{ exact: jason }} }} }}]
+          route: [{{ destination: {{ subset: v2 }} }}]
+          retries: {{ attempts: 2, retry_on: 5xx }}
+        - match: [{{ uri: {{ prefix: /v2-only }} }}]
+          route: [{{ destination: {{ subset: v2 }} }}]
+          retries: {{ attempts: 0 }}
+        - route: [{{ destination: {{ subset: v1 }} }}]
+"#,
+        ca = dir.path().join("ca").display(),
+        p1 = v1.local_addr().port(),
+        p2 = v2.local_addr().port(),
+    );
+    let productpage = Mesh::from_yaml(&yaml).await.unwrap();
+
+    // The default route: every request lands on v1, never on v2.
+    for _ in 0..6 {
+        assert_eq!(
+            get(&productpage, "/", None).await,
+            (StatusCode::OK, "v1".to_owned())
+        );
+    }
+    // jason goes to v2; its two 503s are retried away by the route's policy.
+    assert_eq!(
+        get(&productpage, "/", Some("jason")).await,
+        (StatusCode::OK, "v2".to_owned())
+    );
+    assert_eq!(
+        v2.stats().connections,
+        1,
+        "all attempts reused one HBONE connection"
+    );
+    // A route without retries shows v2's answer as it is (v2 is healthy again by now).
+    assert_eq!(
+        get(&productpage, "/v2-only", None).await,
+        (StatusCode::OK, "v2".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_subset_or_a_missing_route_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"
+identity: {{ spiffe_id: spiffe://cluster.local/ns/shop/sa/productpage, dev_ca: {{ dir: {ca} }} }}
+services:
+  - host: {HOST}
+    ports: [{{ port: 9080, protocol: http }}]
+    identities: [{REVIEWS}]
+    traffic_policy:
+      http:
+        - route: [{{ destination: {{ subset: v3 }} }}]
+"#,
+        ca = dir.path().join("ca").display(),
+    );
+    let error = Mesh::from_yaml(&yaml).await.unwrap_err().to_string();
+    assert!(error.contains("v3"), "{error}");
+
+    let yaml = format!(
+        r#"
+identity: {{ spiffe_id: spiffe://cluster.local/ns/shop/sa/productpage, dev_ca: {{ dir: {ca} }} }}
+services:
+  - host: {HOST}
+    ports: [{{ port: 9080, protocol: http }}]
+    identities: [{REVIEWS}]
+    traffic_policy:
+      http:
+        - match: [{{ uri: {{ prefix: /api }} }}]
+          route: [{{ destination: {{ host: {HOST} }} }}]
+"#,
+        ca = dir.path().join("ca").display(),
+    );
+    let mesh = Mesh::from_yaml(&yaml).await.unwrap();
+    let request = Request::get(format!("http://{HOST}:9080/other"))
+        .body(Bytes::new())
+        .unwrap();
+    let error = mesh.http_client().request(request).await.unwrap_err();
+    assert!(error.to_string().contains("no route"), "{error}");
+}

@@ -8,8 +8,9 @@
 //! Backends: [`StaticDiscovery`] (fixed, for tests and embedding), [`FileDiscovery`] (the
 //! embedded default: a YAML/JSON file, reloaded live) and [`EtcdDiscovery`] (a registry for
 //! fleets beyond one machine; services announce themselves with [`EtcdRegistration`] under a
-//! lease). DNS follows the same contract.
+//! lease), and [`DnsDiscovery`] (A/AAAA or SRV records, refreshed by TTL).
 
+mod dns;
 mod etcd;
 mod file;
 mod merged;
@@ -19,6 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use mesh_core::model::Snapshot;
 use tokio::sync::watch;
 
+pub use dns::{DnsDiscovery, DnsDiscoveryConfig, DnsError, DnsRecords, DnsService};
 pub use etcd::{EtcdConfig, EtcdDiscovery, EtcdError, EtcdRegistration, RegistrationStatus};
 pub use file::{FileDiscovery, FileDiscoveryError};
 pub use merged::MergedDiscovery;

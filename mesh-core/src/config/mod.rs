@@ -34,6 +34,7 @@
 //! # Ok::<(), mesh_core::config::ConfigError>(())
 //! ```
 
+mod admin;
 mod error;
 mod resolved;
 mod schema;
@@ -41,12 +42,17 @@ mod snapshot;
 mod traffic;
 mod workload;
 
+pub use admin::{
+    AccessLogConfig, AccessLogSettings, AdminConfig, AdminSettings, DEFAULT_ADMIN_LISTEN, Percent,
+    TelemetryConfig, TelemetrySettings,
+};
 pub use error::ConfigError;
 pub use resolved::{
     DEFAULT_DEV_CA_DIR, DEFAULT_DRAIN_TIMEOUT, DEFAULT_INBOUND_LISTEN,
     DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_RATE_LIMIT_TIMEOUT, DEFAULT_RELOAD_INTERVAL,
-    DEFAULT_SPIFFE_ID, DEFAULT_SVID_TTL, EtcdSettings, GlobalRateLimitSettings, IdentitySettings,
-    IdentitySource, InboundSettings, RateLimitSettings, WorkloadSettings,
+    DEFAULT_SPIFFE_ID, DEFAULT_SVID_TTL, DnsQuery, DnsServiceSettings, DnsSettings, EtcdSettings,
+    GlobalRateLimitSettings, IdentitySettings, IdentitySource, InboundSettings, RateLimitSettings,
+    WorkloadSettings,
 };
 pub use schema::{
     EndpointConfig, HealthConfig, MeshConfig, PortConfig, ProtocolConfig, ServiceConfig,
@@ -54,6 +60,7 @@ pub use schema::{
 };
 pub use traffic::ServiceTraffic;
 pub use workload::{
-    DevCaConfig, DiscoveryConfig, EtcdDiscoveryConfig, FailureModeConfig, GlobalRateLimitSection,
-    IdentityConfig, IdentityFilesConfig, InboundConfig, RateLimitSection, WorkloadConfig,
+    DevCaConfig, DiscoveryConfig, DnsDiscoverySection, DnsServiceConfig, EtcdDiscoveryConfig,
+    FailureModeConfig, GlobalRateLimitSection, IdentityConfig, IdentityFilesConfig, InboundConfig,
+    RateLimitSection, WorkloadConfig,
 };

@@ -49,6 +49,10 @@ pub struct WorkloadSettings {
     pub discovery_file: Option<PathBuf>,
     /// An etcd registry, in addition to the static `services:`.
     pub etcd: Option<EtcdSettings>,
+    /// The admin endpoint, if configured.
+    pub admin: Option<super::AdminSettings>,
+    /// Metrics and access logging.
+    pub telemetry: super::TelemetrySettings,
 }
 
 /// Inbound rate limits, validated.
@@ -193,6 +197,7 @@ impl MeshConfig {
         let discovery = self.discovery.clone().unwrap_or_default();
         let etcd = discovery
             .etcd
+            .clone()
             .map(|etcd| {
                 if etcd.endpoints.is_empty() {
                     return Err(ConfigError::invalid(
@@ -239,6 +244,11 @@ impl MeshConfig {
                 })
                 .transpose()?,
         };
+        let dns = discovery
+            .dns
+            .as_ref()
+            .map(super::snapshot::resolve_dns)
+            .transpose()?;
         Ok(WorkloadSettings {
             name: workload.name,
             namespace,
@@ -250,6 +260,12 @@ impl MeshConfig {
             rate_limit,
             discovery_file: discovery.file.map(PathBuf::from),
             etcd,
+            admin: self
+                .admin
+                .as_ref()
+                .map(super::admin::resolve_admin)
+                .transpose()?,
+            telemetry: super::admin::resolve_telemetry(self.telemetry.as_ref())?,
         })
     }
 

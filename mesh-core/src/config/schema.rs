@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::{
     ConfigError,
+    admin::{AdminConfig, TelemetryConfig},
     workload::{DiscoveryConfig, IdentityConfig, InboundConfig, RateLimitSection, WorkloadConfig},
 };
 use crate::traffic::raw::ServiceTraffic;
@@ -37,6 +38,12 @@ pub struct MeshConfig {
     /// workload calls, in addition to the services' own `traffic_policy` sections.
     #[serde(default)]
     pub traffic: Vec<String>,
+    /// The admin endpoint (metrics, health, config dump, log levels); absent: not started.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+    /// Metrics and access logs.
+    #[serde(default)]
+    pub telemetry: Option<TelemetryConfig>,
     /// The services this workload can call.
     #[serde(default)]
     pub services: Vec<ServiceConfig>,

@@ -251,3 +251,47 @@ async fn services_without_identities_are_refused() {
     .unwrap_err();
     assert!(error.to_string().contains("identities"), "{error}");
 }
+
+#[tokio::test]
+async fn the_mesh_config_discovers_services_through_dns() {
+    let Some(dns) = Dnsmasq::start("127.0.0.31 inventory.test\n", &[]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"
+identity: {{ spiffe_id: spiffe://cluster.local/ns/shop/sa/orders, dev_ca: {{ dir: {ca} }} }}
+discovery:
+  dns:
+    servers: ["{server}"]
+    services:
+      - host: inventory.shop.svc.cluster.local
+        ports: [{{ port: 8080, protocol: http }}]
+        identities: [{ID}]
+        a: inventory.test
+        port: 8080
+"#,
+        ca = dir.path().join("ca").display(),
+        server = dns.addr,
+    );
+    let mesh = mesh_client::mesh::Mesh::from_yaml(&yaml).await.unwrap();
+    let snapshot = mesh.discovery().current();
+    assert_eq!(
+        addresses(&snapshot),
+        [("127.0.0.31:8080".parse().unwrap(), 1)]
+    );
+    let service = snapshot
+        .service("inventory.shop.svc.cluster.local")
+        .unwrap();
+    assert_eq!(service.expected_identities[0].as_str(), ID);
+
+    // A service without identities is refused with the field named.
+    let bad = yaml.replace(&format!("identities: [{ID}]"), "identities: []");
+    let error = mesh_client::mesh::Mesh::from_yaml(&bad).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("discovery.dns.services[0].identities"),
+        "{error}"
+    );
+}

@@ -48,7 +48,7 @@ use std::{
 use mesh_core::{
     SpiffeId,
     balance::Policy,
-    config::{MeshConfig, WorkloadSettings},
+    config::{DnsQuery, MeshConfig, WorkloadSettings},
     resilience::CircuitBreaker,
 };
 use mesh_tls::MeshTls;
@@ -58,7 +58,8 @@ pub use inbound::{InboundApp, InboundServer};
 
 use crate::{
     discovery::{
-        Discovery, EtcdConfig, EtcdDiscovery, FileDiscovery, MergedDiscovery, StaticDiscovery,
+        Discovery, DnsDiscovery, DnsDiscoveryConfig, DnsRecords, DnsService, EtcdConfig,
+        EtcdDiscovery, FileDiscovery, MergedDiscovery, StaticDiscovery,
     },
     hbone::{HboneClient, HboneClientConfig, WorkloadInfo},
     http::MeshConnector,
@@ -199,6 +200,35 @@ async fn start_discovery(
         }
         let watcher = EtcdDiscovery::spawn(etcd_config)
             .map_err(|e| MeshError::Discovery(format!("discovery.etcd: {e}")))?;
+        sources.push(Arc::new(watcher));
+    }
+    if let Some(dns) = &settings.dns {
+        let services = dns
+            .services
+            .iter()
+            .map(|d| {
+                let records = match &d.query {
+                    DnsQuery::Address { name, port } => DnsRecords::Address {
+                        name: name.clone(),
+                        port: *port,
+                    },
+                    DnsQuery::Srv { name } => DnsRecords::Srv { name: name.clone() },
+                    other => {
+                        return Err(MeshError::Discovery(format!(
+                            "discovery.dns: query {other:?} is not supported"
+                        )));
+                    }
+                };
+                let mut service = DnsService::new(d.service.hostname.clone(), records);
+                service.ports = d.service.ports.clone();
+                service.identities = d.service.expected_identities.clone();
+                service.hbone_port = d.hbone_port;
+                Ok(service)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let watcher = DnsDiscovery::start(DnsDiscoveryConfig::new(dns.servers.clone(), services))
+            .await
+            .map_err(|e| MeshError::Discovery(format!("discovery.dns: {e}")))?;
         sources.push(Arc::new(watcher));
     }
     Ok(if sources.len() == 1 {

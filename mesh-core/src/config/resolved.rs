@@ -49,10 +49,52 @@ pub struct WorkloadSettings {
     pub discovery_file: Option<PathBuf>,
     /// An etcd registry, in addition to the static `services:`.
     pub etcd: Option<EtcdSettings>,
+    /// DNS-discovered services, in addition to the static `services:`.
+    pub dns: Option<DnsSettings>,
     /// The admin endpoint, if configured.
     pub admin: Option<super::AdminSettings>,
     /// Metrics and access logging.
     pub telemetry: super::TelemetrySettings,
+}
+
+/// DNS discovery, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DnsSettings {
+    /// Name servers (empty: the system's).
+    pub servers: Vec<SocketAddr>,
+    /// The services.
+    pub services: Vec<DnsServiceSettings>,
+}
+
+/// One DNS-discovered service, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DnsServiceSettings {
+    /// Name, ports and identities.
+    pub service: crate::model::Service,
+    /// What to look up.
+    pub query: DnsQuery,
+    /// The endpoints' HBONE port.
+    pub hbone_port: u16,
+}
+
+/// What DNS records give a service's endpoints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DnsQuery {
+    /// A/AAAA records of `name`, all on `port`.
+    Address {
+        /// The name.
+        name: String,
+        /// The endpoints' port.
+        port: u16,
+    },
+    /// SRV records of `name`.
+    Srv {
+        /// The name.
+        name: String,
+    },
 }
 
 /// Inbound rate limits, validated.
@@ -260,6 +302,7 @@ impl MeshConfig {
             rate_limit,
             discovery_file: discovery.file.map(PathBuf::from),
             etcd,
+            dns,
             admin: self
                 .admin
                 .as_ref()

@@ -137,6 +137,49 @@ pub struct DiscoveryConfig {
     /// An etcd registry.
     #[serde(default)]
     pub etcd: Option<EtcdDiscoveryConfig>,
+    /// Services found through DNS.
+    #[serde(default)]
+    pub dns: Option<DnsDiscoverySection>,
+}
+
+/// DNS discovery: services whose endpoints are A/AAAA or SRV records.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct DnsDiscoverySection {
+    /// Name servers as `ip:port`; empty: the system's (`/etc/resolv.conf`).
+    #[serde(default)]
+    pub servers: Vec<String>,
+    /// The services.
+    #[serde(default)]
+    pub services: Vec<DnsServiceConfig>,
+}
+
+/// One service found through DNS. Exactly one of `a` (with `port`) and `srv` is given.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct DnsServiceConfig {
+    /// The name callers use in the mesh.
+    pub host: String,
+    /// Ports the service declares.
+    #[serde(default)]
+    pub ports: Vec<super::PortConfig>,
+    /// SPIFFE IDs its endpoints present (required: DNS cannot tell).
+    #[serde(default)]
+    pub identities: Vec<String>,
+    /// A name whose A/AAAA records are the endpoints...
+    #[serde(default)]
+    pub a: Option<String>,
+    /// ...serving on this port.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// A name whose SRV records give the endpoints with their ports and weights.
+    #[serde(default)]
+    pub srv: Option<String>,
+    /// The endpoints' HBONE port. Default 15008.
+    #[serde(default)]
+    pub hbone_port: Option<u16>,
 }
 
 /// An etcd cluster used as the service registry.

@@ -175,3 +175,66 @@ services:
     let error = mesh.http_client().request(request).await.unwrap_err();
     assert!(error.to_string().contains("no route"), "{error}");
 }
+
+#[tokio::test]
+async fn grpc_through_the_mesh_by_channel_and_by_call() {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "identity: {{ spiffe_id: {REVIEWS}, dev_ca: {{ dir: {} }} }}\ninbound: {{ listen: 127.0.0.1:0 }}",
+        dir.path().join("ca").display()
+    );
+    let server_mesh = Mesh::from_yaml(&yaml).await.unwrap();
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("shop.Reviews", tonic_health::ServingStatus::Serving)
+        .await;
+    let routes = tonic::service::Routes::new(health);
+    let server = server_mesh
+        .serve(InboundApp::Http(HttpService::new(routes)))
+        .await
+        .unwrap();
+    let yaml = format!(
+        r#"
+identity: {{ spiffe_id: spiffe://cluster.local/ns/shop/sa/productpage, dev_ca: {{ dir: {ca} }} }}
+services:
+  - host: {HOST}
+    ports: [{{ port: 50051, protocol: grpc }}]
+    identities: [{REVIEWS}]
+    endpoints: [{{ address: "127.0.0.1:50051", hbone_port: {port} }}]
+"#,
+        ca = dir.path().join("ca").display(),
+        port = server.local_addr().port(),
+    );
+    let client_mesh = Mesh::from_yaml(&yaml).await.unwrap();
+    let request = || HealthCheckRequest {
+        service: "shop.Reviews".into(),
+    };
+    let uri = format!("http://{HOST}:50051");
+
+    let mut by_channel = HealthClient::new(client_mesh.grpc_channel(&uri).unwrap());
+    let status = tokio::time::timeout(STEP, by_channel.check(request()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.into_inner().status(), ServingStatus::Serving);
+
+    let mut by_call = HealthClient::with_origin(client_mesh.grpc_client(), uri.parse().unwrap());
+    let status = tokio::time::timeout(STEP, by_call.check(request()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.into_inner().status(), ServingStatus::Serving);
+    let missing = tokio::time::timeout(
+        STEP,
+        by_call.check(HealthCheckRequest {
+            service: "shop.Nope".into(),
+        }),
+    )
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+}

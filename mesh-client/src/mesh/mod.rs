@@ -32,6 +32,7 @@
 //! connection pools) live until the last clone is dropped.
 
 mod error;
+mod grpc;
 mod identity;
 mod inbound;
 mod policy;
@@ -54,6 +55,7 @@ use mesh_core::{
 use mesh_tls::MeshTls;
 
 pub use error::MeshError;
+pub use grpc::GrpcClient;
 pub use inbound::{InboundApp, InboundServer};
 
 use crate::{

@@ -238,3 +238,64 @@ services:
     .unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound);
 }
+
+#[tokio::test]
+async fn deadlines_propagate_in_both_directions() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "identity: {{ spiffe_id: {REVIEWS}, dev_ca: {{ dir: {} }} }}\ninbound: {{ listen: 127.0.0.1:0 }}",
+        dir.path().join("ca").display()
+    );
+    let server_mesh = Mesh::from_yaml(&yaml).await.unwrap();
+    // Echoes the deadline it was given; `/slow` never answers in time.
+    let app = HttpService::new(tower::service_fn(|request: Request<Incoming>| async move {
+        if request.uri().path() == "/slow" {
+            std::future::pending::<()>().await;
+        }
+        let deadline = request
+            .headers()
+            .get("x-envoy-expected-rq-timeout-ms")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(deadline))))
+    }));
+    let server = server_mesh.serve(InboundApp::Http(app)).await.unwrap();
+    let yaml = format!(
+        r#"
+identity: {{ spiffe_id: spiffe://cluster.local/ns/shop/sa/productpage, dev_ca: {{ dir: {ca} }} }}
+services:
+  - host: {HOST}
+    ports: [{{ port: 9080, protocol: http }}]
+    identities: [{REVIEWS}]
+    endpoints: [{{ address: "127.0.0.1:9080", hbone_port: {port} }}]
+    traffic_policy:
+      http:
+        - route: [{{ destination: {{ host: {HOST} }} }}]
+          timeout: 2s
+"#,
+        ca = dir.path().join("ca").display(),
+        port = server.local_addr().port(),
+    );
+    let client = Mesh::from_yaml(&yaml).await.unwrap();
+
+    // Outbound: the upstream learns how long the caller waits (at most the route's 2 s).
+    let (status, body) = get(&client, "/", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let ms: u64 = body.parse().unwrap();
+    assert!(ms > 0 && ms <= 2000, "{ms}");
+
+    // Inherited: a request that carries 300 ms gets no more than that, whatever the route.
+    let request = Request::get(format!("http://{HOST}:9080/slow"))
+        .header("x-envoy-expected-rq-timeout-ms", "300")
+        .body(Bytes::new())
+        .unwrap();
+    let error = tokio::time::timeout(STEP, client.http_client().request(request))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("timed out after 300ms"),
+        "{error}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+}

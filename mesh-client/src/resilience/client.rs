@@ -163,6 +163,11 @@ impl ResilientClient {
     }
 
     /// Sends `request`, retrying and timing out as the policy says.
+    ///
+    /// Deadlines propagate: every attempt carries the time left in the
+    /// `x-envoy-expected-rq-timeout-ms` header, and a request that already carries that header
+    /// (a service passing on the budget of the request it is serving) is given at most that
+    /// long, even when the route allows more.
     pub async fn request(
         &self,
         mut request: Request<Bytes>,
@@ -198,7 +203,19 @@ impl ResilientClient {
             .map_err(|o| overflow(&key, o))?;
         let policy = &*policy;
         let started = Instant::now();
-        let deadline = policy.timeout.map(|t| started + t);
+        // A deadline the caller passes on (say, what is left of its own inbound request's)
+        // caps the route's timeout: work nobody waits for is not started.
+        let inherited = request
+            .headers()
+            .get(DEADLINE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(std::time::Duration::from_millis);
+        let timeout = match (policy.timeout, inherited) {
+            (Some(own), Some(inherited)) => Some(own.min(inherited)),
+            (own, inherited) => own.or(inherited),
+        };
+        let deadline = timeout.map(|t| started + t);
         let attempts_made = AtomicU32::new(0);
         let run = self.attempts(
             &host,
@@ -209,7 +226,7 @@ impl ResilientClient {
             deadline,
             &attempts_made,
         );
-        match policy.timeout {
+        match timeout {
             Some(limit) => tokio::time::timeout(limit, run).await.unwrap_or_else(|_| {
                 Err(RequestError::Timeout {
                     host: host.clone(),

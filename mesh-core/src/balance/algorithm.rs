@@ -12,19 +12,39 @@ pub const SLOTS: usize = LocalityMatch::LEVELS * 2;
 /// that level is in panic; the result is one of [`SLOTS`] candidate sets, each with a stable
 /// [`slot`](Self::slot) number. Algorithms keep per-slot state (a round-robin cursor, a hash
 /// ring) so that alternating between levels does not disturb either.
+///
+/// A set may carry a [`generation`](Self::generation): a stamp that changes whenever the
+/// balancer recomputes its sets, so an algorithm can tell that a cached structure for the slot
+/// is still current without comparing every index (which would cost O(n) per pick).
 #[derive(Clone, Copy, Debug)]
 pub struct Candidates<'a> {
     slot: usize,
     indices: &'a [usize],
+    generation: u64,
 }
 
 impl<'a> Candidates<'a> {
-    /// A candidate set; `slot` must be below [`SLOTS`] (larger values are treated as the last).
+    /// A candidate set without a generation; `slot` must be below [`SLOTS`] (larger values are
+    /// treated as the last).
     pub fn new(slot: usize, indices: &'a [usize]) -> Self {
+        Self::with_generation(slot, indices, 0)
+    }
+
+    /// A candidate set stamped with `generation`. The stamp is a promise: two sets with the
+    /// same slot and the same non-zero generation, handed to the same algorithm between two
+    /// of its [`update`](Algorithm::update)s, have the same indices. Zero means "unknown".
+    pub fn with_generation(slot: usize, indices: &'a [usize], generation: u64) -> Self {
         Self {
             slot: slot.min(SLOTS - 1),
             indices,
+            generation,
         }
+    }
+
+    /// The set's generation stamp, or 0 if it has none (see
+    /// [`with_generation`](Self::with_generation)).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Which candidate set this is, in `0..SLOTS`.
@@ -76,6 +96,14 @@ pub trait Algorithm {
     fn on_complete(&mut self, index: usize, latency: Duration) {
         let _ = (index, latency);
     }
+
+    /// Whether [`on_start`](Self::on_start) and [`on_complete`](Self::on_complete) do anything.
+    /// Algorithms that ignore request events return `false`, which spares the
+    /// [`LoadBalancer`](super::LoadBalancer) resolving each event's address to an index. The
+    /// answer must not change over the algorithm's life: the balancer reads it once.
+    fn tracks_requests(&self) -> bool {
+        true
+    }
 }
 
 /// Realigns per-endpoint state after an update: matched endpoints keep theirs, new ones get
@@ -112,5 +140,7 @@ mod tests {
         assert_eq!(c.len(), 2);
         assert!(!c.is_empty());
         assert_eq!(c.indices(), &[1, 2]);
+        assert_eq!(c.generation(), 0);
+        assert_eq!(Candidates::with_generation(1, &[], 7).generation(), 7);
     }
 }

@@ -1,11 +1,9 @@
-use std::{
-    collections::{HashMap, HashSet},
-    net::SocketAddr,
-    sync::Arc,
-    time::Duration,
-};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use super::{Algorithm, Balancer, PickContext, PriorityConfig, PriorityLoad, priority::Priorities};
+use super::{
+    AddrMap, AddrSet, Algorithm, Balancer, PickContext, PriorityConfig, PriorityLoad,
+    priority::Priorities,
+};
 use crate::model::Endpoint;
 
 /// A [`Balancer`] made of locality-aware priority levels with panic mode, around an
@@ -14,7 +12,11 @@ use crate::model::Endpoint;
 /// This is the one `Balancer` implementation: every policy is `LoadBalancer<SomeAlgorithm>`.
 /// It keeps the endpoint set, an address index for the request hooks, and the outlier ejections;
 /// level membership and shares are recomputed lazily after an update or an ejection change, so a
-/// pick costs only the level choice plus the algorithm.
+/// pick costs only the level choice plus the algorithm. Each recomputation stamps the candidate
+/// sets with a new [generation](super::Candidates::generation), which lets algorithms keep
+/// per-set structures (rings, samplers, schedules) without re-checking the set on every pick.
+/// The request hooks cost one hash lookup of the address, and nothing at all for algorithms
+/// that do not [track requests](Algorithm::tracks_requests).
 ///
 /// ```
 /// use std::sync::Arc;
@@ -40,10 +42,19 @@ pub struct LoadBalancer<A> {
     config: PriorityConfig,
     endpoints: Arc<[Endpoint]>,
     /// First index of each address in `endpoints`.
-    index_of: HashMap<SocketAddr, usize>,
-    ejected: HashSet<SocketAddr>,
+    index_of: AddrMap<usize>,
+    ejected: AddrSet,
     /// `None` when the endpoint set or ejections changed since the last pick.
     priorities: Option<Priorities>,
+    /// The generation stamp of the last priorities computed.
+    generation: u64,
+    /// Cached [`Algorithm::tracks_requests`].
+    tracks_requests: bool,
+    /// The last index picked: `on_start` usually names it, and then needs no lookup.
+    last_pick: usize,
+    /// Whether every address in `endpoints` is distinct (so an index found by address is the
+    /// one `index_of` gives).
+    distinct: bool,
 }
 
 impl<A: Algorithm> LoadBalancer<A> {
@@ -52,13 +63,18 @@ impl<A: Algorithm> LoadBalancer<A> {
     /// The config is used as given (percentages are clamped where they must be); call
     /// [`PriorityConfig::validate`] first to report bad values to an operator.
     pub fn new(algorithm: A, config: PriorityConfig) -> Self {
+        let tracks_requests = algorithm.tracks_requests();
         Self {
             algorithm,
             config,
             endpoints: Arc::from(Vec::new()),
-            index_of: HashMap::new(),
-            ejected: HashSet::new(),
+            index_of: AddrMap::default(),
+            ejected: AddrSet::default(),
             priorities: None,
+            generation: 0,
+            tracks_requests,
+            last_pick: usize::MAX,
+            distinct: true,
         }
     }
 
@@ -88,14 +104,16 @@ impl<A: Algorithm> LoadBalancer<A> {
             endpoints,
             ejected,
             config,
+            generation,
             ..
         } = self;
         priorities.get_or_insert_with(|| {
             let mask: Vec<bool> = endpoints
                 .iter()
-                .map(|e| ejected.contains(&e.address))
+                .map(|e| !ejected.is_empty() && ejected.contains(&e.address))
                 .collect();
-            Priorities::new(endpoints, &mask, config)
+            *generation = generation.wrapping_add(1).max(1);
+            Priorities::new(endpoints, &mask, config).stamped(*generation)
         })
     }
 }
@@ -115,6 +133,8 @@ impl<A: Algorithm> Balancer for LoadBalancer<A> {
         for (i, endpoint) in endpoints.iter().enumerate() {
             self.index_of.entry(endpoint.address).or_insert(i);
         }
+        self.distinct = self.index_of.len() == endpoints.len();
+        self.last_pick = usize::MAX;
         // The outlier detector forgets removed endpoints too; keep the two in step.
         let index_of = &self.index_of;
         self.ejected.retain(|a| index_of.contains_key(a));
@@ -126,10 +146,15 @@ impl<A: Algorithm> Balancer for LoadBalancer<A> {
         &self.endpoints
     }
 
+    #[inline]
     fn pick(&mut self, ctx: &PickContext) -> Option<usize> {
-        self.priorities();
+        if self.priorities.is_none() {
+            self.priorities();
+        }
         let candidates = self.priorities.as_mut()?.choose(ctx.hash())?;
-        self.algorithm.pick(&self.endpoints, &candidates, ctx)
+        let picked = self.algorithm.pick(&self.endpoints, &candidates, ctx)?;
+        self.last_pick = picked;
+        Some(picked)
     }
 
     fn set_ejected(&mut self, address: SocketAddr, ejected: bool) -> bool {
@@ -148,12 +173,26 @@ impl<A: Algorithm> Balancer for LoadBalancer<A> {
     }
 
     fn on_start(&mut self, address: SocketAddr) {
-        if let Some(&i) = self.index_of.get(&address) {
+        if !self.tracks_requests {
+            return;
+        }
+        let last = self.last_pick;
+        let hinted = self.distinct
+            && self
+                .endpoints
+                .get(last)
+                .is_some_and(|e| e.address == address);
+        if hinted {
+            self.algorithm.on_start(last);
+        } else if let Some(&i) = self.index_of.get(&address) {
             self.algorithm.on_start(i);
         }
     }
 
     fn on_complete(&mut self, address: SocketAddr, latency: Duration) {
+        if !self.tracks_requests {
+            return;
+        }
         if let Some(&i) = self.index_of.get(&address) {
             self.algorithm.on_complete(i, latency);
         }
@@ -217,6 +256,26 @@ mod tests {
         // The same Arc again is not an update at all.
         lb.update(reordered);
         assert_eq!(lb.algorithm().previous, vec![Some(2), None, Some(0)]);
+    }
+
+    #[test]
+    fn hooks_after_a_pick_and_with_duplicate_addresses() {
+        let mut lb = LoadBalancer::new(Probe::default(), PriorityConfig::default());
+        lb.update(eps(3));
+        assert_eq!(lb.pick(&PickContext::new()), Some(0));
+        lb.on_start(addr(1));
+        lb.on_start(addr(3));
+        // The same address twice: events go to its first index, as without a pick.
+        let twice: Arc<[Endpoint]> = vec![
+            Endpoint::new(addr(5)).with_health(Health::Unhealthy),
+            Endpoint::new(addr(6)).with_health(Health::Draining),
+            Endpoint::new(addr(5)),
+        ]
+        .into();
+        lb.update(twice);
+        assert_eq!(lb.pick(&PickContext::new()), Some(2));
+        lb.on_start(addr(5));
+        assert_eq!(lb.algorithm().started, vec![0, 2, 0]);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 use super::hash::pick_key;
 use super::{
-    Algorithm, BalanceConfigError, Candidates, PickContext, algorithm::SLOTS, hash::hash_pair,
-    ring_hash::address_hash,
+    Algorithm, BalanceConfigError, Candidates, PickContext, hash::hash_pair,
+    ring_hash::address_hash, slot_cache::SlotCache,
 };
 use crate::model::Endpoint;
 
@@ -41,9 +41,7 @@ fn is_prime(n: u64) -> bool {
 
 #[derive(Clone, Debug, Default)]
 struct Table {
-    /// The candidate set the table was built for.
-    members: Vec<usize>,
-    /// The same endpoint indices in fill order (by address).
+    /// The candidate set's endpoint indices in fill order (by address).
     owners: Vec<usize>,
     /// Each entry is a position in `owners`.
     entries: Vec<u32>,
@@ -57,11 +55,12 @@ struct Table {
 /// preferred slot until the table is full, so every client builds the same table. Heavier endpoints take turns more often (Envoy's weighted variant), so
 /// each owns a share of slots proportional to its weight. A key goes to the owner of slot
 /// `hash % table_size`. Tables are built lazily per candidate set and cached until that set
-/// changes. Without a hash key a pick is pseudo-random.
+/// changes, so a pick is one table lookup whatever the number of endpoints. Without a hash key a
+/// pick is pseudo-random.
 #[derive(Clone, Debug)]
 pub struct Maglev {
     table_size: u64,
-    tables: [Option<Table>; SLOTS],
+    tables: SlotCache<Table>,
     counter: u64,
 }
 
@@ -71,13 +70,14 @@ impl Maglev {
         config.validate()?;
         Ok(Self {
             table_size: config.table_size,
-            tables: Default::default(),
+            tables: SlotCache::default(),
             counter: 0,
         })
     }
+}
 
-    fn build(&self, endpoints: &[Endpoint], members: &[usize]) -> Table {
-        let m = self.table_size;
+impl Table {
+    fn build(m: u64, endpoints: &[Endpoint], members: &[usize]) -> Self {
         // Endpoints take turns in address order, so clients that list them differently build the
         // same table. Positions are stored as u32; more candidates than that could not all own a
         // slot anyway (the table is smaller).
@@ -124,17 +124,13 @@ impl Maglev {
                 }
             }
         }
-        Table {
-            members: members.to_vec(),
-            owners,
-            entries,
-        }
+        Self { owners, entries }
     }
 }
 
 impl Algorithm for Maglev {
     fn update(&mut self, _endpoints: &[Endpoint], _previous: &[Option<usize>]) {
-        self.tables = Default::default();
+        self.tables.clear();
     }
 
     fn pick(
@@ -146,22 +142,17 @@ impl Algorithm for Maglev {
         if candidates.is_empty() {
             return None;
         }
-        let slot = candidates.slot();
-        let stale = self
-            .tables
-            .get(slot)?
-            .as_ref()
-            .is_none_or(|t| t.members != candidates.indices());
-        if stale {
-            let table = self.build(endpoints, candidates.indices());
-            *self.tables.get_mut(slot)? = Some(table);
-        }
+        let m = self.table_size;
         let key = pick_key(ctx, &mut self.counter);
-        let table = self.tables.get(slot)?.as_ref()?;
-        let entry = *table
-            .entries
-            .get(usize::try_from(key % self.table_size).ok()?)?;
+        let table = self
+            .tables
+            .get_or_build(candidates, |members| Table::build(m, endpoints, members))?;
+        let entry = *table.entries.get(usize::try_from(key % m).ok()?)?;
         table.owners.get(entry as usize).copied()
+    }
+
+    fn tracks_requests(&self) -> bool {
+        false
     }
 }
 
@@ -182,7 +173,7 @@ mod tests {
 
     fn owners(maglev: &mut Maglev, eps: &[Endpoint], members: &[usize]) -> Vec<usize> {
         let _ = maglev.pick(eps, &Candidates::new(0, members), &PickContext::new());
-        let table = maglev.tables[0].as_ref().unwrap();
+        let table = maglev.tables.get(0).unwrap();
         let mut counts = vec![0; eps.len()];
         for &e in &table.entries {
             counts[table.owners[e as usize]] += 1;

@@ -8,17 +8,22 @@
 //!   loses healthy endpoints (Envoy's overprovisioning factor, 1.4), and enters panic mode
 //!   (balancing across unhealthy endpoints too) when too few are healthy (Envoy's threshold, 50%).
 //!   The arithmetic lives in [`priority`].
-//! - An [`Algorithm`] chooses within the level's candidates: [`RoundRobin`], [`SmoothWeighted`]
-//!   (nginx), [`WeightedRandom`], [`PeakEwma`] (power of two choices over peak-EWMA latency, as in
-//!   Linkerd and Finagle), and the consistent hashes [`RingHash`] (Ketama) and [`Maglev`], which
-//!   take a [`HashKey`] from the [`PickContext`].
+//! - An [`Algorithm`] chooses within the level's candidates: [`RoundRobin`], [`WeightedFair`]
+//!   (weighted round robin by WF²Q scheduling), [`SmoothWeighted`] (nginx), [`WeightedRandom`],
+//!   [`PeakEwma`] (power of two choices over peak-EWMA latency, as in Linkerd and Finagle), and
+//!   the consistent hashes [`RingHash`] (Ketama) and [`Maglev`], which take a [`HashKey`] from
+//!   the [`PickContext`]. Every algorithm a [`Policy`] builds picks in O(1) or O(log n): work
+//!   that depends on the whole candidate set (rings, tables, cumulative weights, schedules) is
+//!   done once per set, not per pick.
 //!
 //! [`Policy`] builds any of them from a `DestinationRule`-shaped choice. Time and randomness are
 //! injected ([`Clock`](crate::clock::Clock), [`Rng`](crate::rng::Rng)), so tests are exact.
 
+mod addr_map;
 mod algorithm;
 mod balancer;
 mod error;
+mod guided;
 mod hash;
 mod load_balancer;
 mod maglev;
@@ -28,9 +33,12 @@ pub mod priority;
 mod random;
 mod ring_hash;
 mod round_robin;
+mod slot_cache;
 mod smooth_weighted;
 mod weight_aware;
+mod weighted_fair;
 
+pub(crate) use addr_map::{AddrMap, AddrSet};
 pub use algorithm::{Algorithm, Candidates, SLOTS};
 pub use balancer::{Balancer, PickContext};
 pub use error::BalanceConfigError;
@@ -45,3 +53,4 @@ pub use ring_hash::{RingHash, RingHashConfig};
 pub use round_robin::RoundRobin;
 pub use smooth_weighted::SmoothWeighted;
 pub use weight_aware::WeightAware;
+pub use weighted_fair::WeightedFair;

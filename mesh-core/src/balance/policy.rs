@@ -27,8 +27,8 @@ use crate::{
 #[non_exhaustive]
 pub enum Policy {
     /// [`WeightAware`]: [`RoundRobin`](super::RoundRobin) when all weights are equal, else
-    /// [`SmoothWeighted`](super::SmoothWeighted) (Istio's `ROUND_ROBIN`; weights are honoured as
-    /// in Envoy).
+    /// [`WeightedFair`](super::WeightedFair) (Istio's `ROUND_ROBIN`; weights are honoured as
+    /// in Envoy, exactly over each period of the total weight).
     RoundRobin,
     /// [`PeakEwma`] power of two choices (Istio's `LEAST_REQUEST`; Linkerd's default). With
     /// uniform latencies it is least-request.

@@ -107,6 +107,10 @@ pub(crate) struct Priorities {
     load: PriorityLoad,
     /// Smooth weighted round robin state for choosing a level without a hash key.
     current: [i64; LEVELS],
+    /// The level with all the load, if one has (the common case): no level choice to make.
+    sole: Option<usize>,
+    /// Stamp for the candidate sets handed out (see [`Candidates::generation`]).
+    generation: u64,
 }
 
 impl Priorities {
@@ -130,11 +134,21 @@ impl Priorities {
             }
         }
         let load = compute_load(&levels, config);
+        let sole = load.percent.iter().position(|&p| p == 100);
         Self {
             levels,
             load,
             current: [0; LEVELS],
+            sole,
+            generation: 0,
         }
+    }
+
+    /// Stamps the candidate sets this computation hands out with `generation`, which must differ
+    /// from the stamps of earlier computations for the same algorithm.
+    pub(crate) fn stamped(mut self, generation: u64) -> Self {
+        self.generation = generation;
+        self
     }
 
     pub(crate) fn load(&self) -> PriorityLoad {
@@ -142,15 +156,20 @@ impl Priorities {
     }
 
     /// The candidate set for the next pick.
+    #[inline]
     pub(crate) fn choose(&mut self, hash: Option<HashKey>) -> Option<Candidates<'_>> {
-        let level = match hash {
-            Some(key) => self.level_for_hash(key),
-            None => self.next_level(),
+        // With one level at 100% both choices below always return it (the round robin's state
+        // for that level adds and subtracts 100, the others stay at 0), so skip them.
+        let level = match (self.sole, hash) {
+            (Some(level), _) => level,
+            (None, Some(key)) => self.level_for_hash(key),
+            (None, None) => self.next_level(),
         };
         let panic = self.load.panic.get(level).copied().unwrap_or(false);
         let group = self.levels.get(level)?;
         let indices = if panic { &group.all } else { &group.healthy };
-        (!indices.is_empty()).then(|| Candidates::new(level * 2 + usize::from(panic), indices))
+        let slot = level * 2 + usize::from(panic);
+        (!indices.is_empty()).then(|| Candidates::with_generation(slot, indices, self.generation))
     }
 
     fn level_for_hash(&self, key: HashKey) -> usize {

@@ -3,8 +3,9 @@ use std::net::SocketAddr;
 use super::hash::pick_key;
 use super::{
     Algorithm, BalanceConfigError, Candidates, PickContext,
-    algorithm::SLOTS,
+    guided::GuidedKeys,
     hash::{hash_pair, stable_hash},
+    slot_cache::SlotCache,
 };
 use crate::model::Endpoint;
 
@@ -44,11 +45,11 @@ impl RingHashConfig {
     }
 }
 
-/// A ring of (hash, endpoint index) points, sorted by hash.
+/// A ring of points sorted by hash, and the endpoint index owning each.
 #[derive(Clone, Debug, Default)]
 struct Ring {
-    members: Vec<usize>,
-    points: Vec<(u64, usize)>,
+    hashes: GuidedKeys,
+    owners: Vec<usize>,
 }
 
 /// Ketama-style consistent hashing: the same key reaches the same endpoint, and removing an
@@ -61,10 +62,14 @@ struct Ring {
 /// identical rings. Removing an endpoint moves its own keys plus about as many again (the
 /// survivors gain points to keep the ring at its minimum size). Rings are built lazily per candidate
 /// set and cached until that set changes. Without a hash key a pick is pseudo-random.
+///
+/// A lookup costs O(1) expected whatever the ring size: a guide table indexed by the key's top
+/// bits leads to the one or two points that can follow it (the same point a binary search over
+/// the ring finds).
 #[derive(Clone, Debug)]
 pub struct RingHash {
     config: RingHashConfig,
-    rings: [Option<Ring>; SLOTS],
+    rings: SlotCache<Ring>,
     counter: u64,
 }
 
@@ -74,17 +79,19 @@ impl RingHash {
         config.validate()?;
         Ok(Self {
             config,
-            rings: Default::default(),
+            rings: SlotCache::default(),
             counter: 0,
         })
     }
 
     /// Number of points on the ring built for candidate set `slot`, if built.
     pub fn ring_size(&self, slot: usize) -> Option<usize> {
-        self.rings.get(slot)?.as_ref().map(|r| r.points.len())
+        self.rings.get(slot).map(|r| r.owners.len())
     }
+}
 
-    fn build(&self, endpoints: &[Endpoint], members: &[usize]) -> Ring {
+impl Ring {
+    fn build(config: &RingHashConfig, endpoints: &[Endpoint], members: &[usize]) -> Self {
         let weights: Vec<u64> = members
             .iter()
             .map(|&i| {
@@ -93,7 +100,7 @@ impl RingHash {
                     .map_or(1, |e| u64::from(e.effective_weight()))
             })
             .collect();
-        let counts = point_counts(&weights, &self.config);
+        let counts = point_counts(&weights, config);
         let mut points = Vec::new();
         for (&index, &count) in members.iter().zip(&counts) {
             let Some(endpoint) = endpoints.get(index) else {
@@ -105,10 +112,18 @@ impl RingHash {
         // Ties (equal 64-bit hashes) are broken by address, so every client builds the same ring.
         let address = |i: usize| endpoints.get(i).map(|e| e.address);
         points.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| address(a.1).cmp(&address(b.1))));
-        Ring {
-            members: members.to_vec(),
-            points,
+        let (hashes, owners) = points.into_iter().unzip();
+        Self {
+            hashes: GuidedKeys::new(hashes),
+            owners,
         }
+    }
+
+    /// The owner of the first point at or after `key`, wrapping around to the first point.
+    #[inline]
+    fn lookup(&self, key: u64) -> Option<usize> {
+        let at = self.hashes.first_at_least(key);
+        self.owners.get(at).or_else(|| self.owners.first()).copied()
     }
 }
 
@@ -148,7 +163,7 @@ pub(super) fn address_hash(address: SocketAddr) -> u64 {
 impl Algorithm for RingHash {
     fn update(&mut self, _endpoints: &[Endpoint], _previous: &[Option<usize>]) {
         // Indices changed meaning; rings are rebuilt on the next pick of each set.
-        self.rings = Default::default();
+        self.rings.clear();
     }
 
     fn pick(
@@ -160,20 +175,15 @@ impl Algorithm for RingHash {
         if candidates.is_empty() {
             return None;
         }
-        let slot = candidates.slot();
-        let stale = self
-            .rings
-            .get(slot)?
-            .as_ref()
-            .is_none_or(|r| r.members != candidates.indices());
-        if stale {
-            let ring = self.build(endpoints, candidates.indices());
-            *self.rings.get_mut(slot)? = Some(ring);
-        }
-        let key = pick_key(ctx, &mut self.counter);
-        let points = &self.rings.get(slot)?.as_ref()?.points;
-        let at = points.partition_point(|&(h, _)| h < key);
-        points.get(at).or_else(|| points.first()).map(|&(_, i)| i)
+        let config = &self.config;
+        let ring = self.rings.get_or_build(candidates, |members| {
+            Ring::build(config, endpoints, members)
+        })?;
+        ring.lookup(pick_key(ctx, &mut self.counter))
+    }
+
+    fn tracks_requests(&self) -> bool {
+        false
     }
 }
 

@@ -2,7 +2,7 @@ use super::{Algorithm, Candidates, PickContext, algorithm::SLOTS};
 use crate::model::Endpoint;
 
 /// Plain round robin: each candidate in turn, ignoring weights (Istio's `ROUND_ROBIN` with
-/// equal weights; use [`SmoothWeighted`](super::SmoothWeighted) when weights differ).
+/// equal weights; use [`WeightedFair`](super::WeightedFair) when weights differ).
 ///
 /// One cursor per candidate set, so alternating locality levels do not skew either level.
 /// Start replicas at different offsets ([`starting_at`](Self::starting_at) with a random value)
@@ -42,9 +42,21 @@ impl Algorithm for RoundRobin {
             return None;
         }
         let cursor = self.next.get_mut(candidates.slot())?;
-        let chosen = candidates.indices().get(*cursor % n).copied();
-        *cursor = cursor.wrapping_add(1);
+        // The cursor stays below `n`, so a pick needs no division; it is reduced once when the
+        // set shrinks under it (or when a start offset is first used).
+        if *cursor >= n {
+            *cursor %= n;
+        }
+        let chosen = candidates.indices().get(*cursor).copied();
+        *cursor += 1;
+        if *cursor == n {
+            *cursor = 0;
+        }
         chosen
+    }
+
+    fn tracks_requests(&self) -> bool {
+        false
     }
 }
 
@@ -79,5 +91,18 @@ mod tests {
     fn offset_shifts_the_start() {
         let mut rr = RoundRobin::starting_at(4);
         assert_eq!(pick(&mut rr, 0, &[0, 1, 2]), Some(1));
+        let mut rr = RoundRobin::starting_at(usize::MAX);
+        assert!(pick(&mut rr, 0, &[0, 1, 2]).is_some());
+    }
+
+    #[test]
+    fn every_candidate_once_per_cycle_as_the_set_changes() {
+        let mut rr = RoundRobin::starting_at(5);
+        for n in [7usize, 3, 1, 4, 9, 2] {
+            let set: Vec<usize> = (0..n).collect();
+            let mut seen: Vec<usize> = (0..n).filter_map(|_| pick(&mut rr, 1, &set)).collect();
+            seen.sort_unstable();
+            assert_eq!(seen, set, "each of {n} candidates once per {n} picks");
+        }
     }
 }

@@ -8,6 +8,10 @@ use crate::model::Endpoint;
 /// total weight) each endpoint is chosen exactly `weight` times, and heavy endpoints are spread
 /// out (`a a b a` for weights 3:1 becomes `a a b a`, never `a a a b`). Scores are per endpoint
 /// and survive updates for endpoints that remain.
+///
+/// Every pick touches every candidate's score, so it costs O(n): fine for small sets or when
+/// the exact nginx sequence matters; [`WeightedFair`](super::WeightedFair) gives the same
+/// guarantees in O(log n) and is what [`Policy::RoundRobin`](super::Policy::RoundRobin) uses.
 #[derive(Clone, Debug, Default)]
 pub struct SmoothWeighted {
     current: Vec<i64>,
@@ -54,6 +58,10 @@ impl Algorithm for SmoothWeighted {
         let score = self.current.get_mut(chosen)?;
         *score = score.saturating_sub(total);
         Some(chosen)
+    }
+
+    fn tracks_requests(&self) -> bool {
+        false
     }
 }
 

@@ -1,14 +1,16 @@
-use super::{Algorithm, Candidates, PickContext, RoundRobin, SmoothWeighted};
+use super::{Algorithm, Candidates, PickContext, RoundRobin, WeightedFair};
 use crate::model::Endpoint;
 
-/// Round robin that switches to smooth weighted round robin while weights differ.
+/// Round robin that switches to weighted fair scheduling while weights differ.
 ///
 /// This is what [`Policy::RoundRobin`](super::Policy::RoundRobin) builds: plain round robin
-/// costs O(1) per pick, the weighted one O(candidates), and most services have equal weights.
+/// while all weights are equal (most services), [`WeightedFair`] otherwise. Both cost O(1) to
+/// O(log n) per pick; the weighted one honours weights exactly over each period of `W` picks
+/// (the total weight) and interleaves heavy endpoints with light ones.
 #[derive(Clone, Debug, Default)]
 pub struct WeightAware {
     plain: RoundRobin,
-    weighted: SmoothWeighted,
+    weighted: WeightedFair,
     uniform: bool,
 }
 
@@ -17,7 +19,7 @@ impl WeightAware {
     pub fn new(offset: u64) -> Self {
         Self {
             plain: RoundRobin::starting_at(offset as usize),
-            weighted: SmoothWeighted::new(),
+            weighted: WeightedFair::new(),
             uniform: true,
         }
     }
@@ -44,5 +46,9 @@ impl Algorithm for WeightAware {
         } else {
             self.weighted.pick(endpoints, candidates, ctx)
         }
+    }
+
+    fn tracks_requests(&self) -> bool {
+        false
     }
 }

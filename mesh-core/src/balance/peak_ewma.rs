@@ -1,4 +1,4 @@
-use std::time::Duration;
+use std::{cmp::Ordering, time::Duration};
 
 use super::{Algorithm, BalanceConfigError, Candidates, PickContext, algorithm::carry_over};
 use crate::{
@@ -60,6 +60,25 @@ impl Estimate {
         (rtt + 1.0) * (f64::from(self.in_flight) + 1.0)
     }
 
+    /// How this estimate's latency compares with `other`'s at any time after both stamps.
+    ///
+    /// Both decay by the same factor from then on, so their order is fixed once the older one
+    /// is decayed to the newer one's stamp: no clock needed. (A `now` before a stamp, which only
+    /// a clock going backwards gives, would freeze that estimate instead.)
+    fn latency_cmp(&self, other: &Self, decay_ns: f64) -> Ordering {
+        match self.stamp.cmp(&other.stamp) {
+            Ordering::Equal => cmp_f64(self.rtt_ns, other.rtt_ns),
+            Ordering::Greater => {
+                let elapsed = self.stamp.saturating_duration_since(other.stamp);
+                cmp_decayed(self.rtt_ns, other.rtt_ns, elapsed, decay_ns)
+            }
+            Ordering::Less => {
+                let elapsed = other.stamp.saturating_duration_since(self.stamp);
+                cmp_decayed(other.rtt_ns, self.rtt_ns, elapsed, decay_ns).reverse()
+            }
+        }
+    }
+
     /// Peak-sensitive update: a slower observation replaces the estimate at once; a faster one
     /// is blended in by how much time has passed.
     fn observe(&mut self, now: Timestamp, rtt_ns: f64, decay_ns: f64) {
@@ -87,6 +106,11 @@ impl Estimate {
 ///
 /// Reading a cost never changes state, so the choice does not depend on how often the balancer
 /// is consulted.
+///
+/// A pick reads the clock only when it must: when one of the two candidates is both faster and
+/// busier than the other. Otherwise one is at least as cheap at every moment (estimates decay
+/// at the same rate), which the stored estimates alone tell. A request therefore usually pays
+/// one clock read, at completion, where the new latency is blended in.
 #[derive(Debug)]
 pub struct PeakEwma<C, R> {
     config: PeakEwmaConfig,
@@ -153,8 +177,8 @@ impl<C: Clock, R: Rng> Algorithm for PeakEwma<C, R> {
             0 => return None,
             1 => return indices.first().copied(),
             _ => {
-                let a = self.rng.below(n);
-                let mut b = self.rng.below(n - 1);
+                let a = below(&mut self.rng, n);
+                let mut b = below(&mut self.rng, n - 1);
                 if b >= a {
                     b += 1;
                 }
@@ -163,13 +187,26 @@ impl<C: Clock, R: Rng> Algorithm for PeakEwma<C, R> {
         };
         let a = *indices.get(usize::try_from(a).ok()?)?;
         let b = *indices.get(usize::try_from(b).ok()?)?;
-        let now = self.clock.now();
-        let cost = |i: usize| {
-            self.estimates
-                .get(i)
-                .map_or(f64::INFINITY, |e| e.cost(now, self.decay_ns))
+        let (Some(ea), Some(eb)) = (self.estimates.get(a), self.estimates.get(b)) else {
+            return Some(a);
         };
-        Some(if cost(b) < cost(a) { b } else { a })
+        // b wins only if strictly cheaper: cost = (latency + 1) * (in flight + 1).
+        let latency = eb.latency_cmp(ea, self.decay_ns);
+        let load = eb.in_flight.cmp(&ea.in_flight);
+        Some(match (latency, load) {
+            (Ordering::Less, Ordering::Less | Ordering::Equal)
+            | (Ordering::Equal, Ordering::Less) => b,
+            (Ordering::Greater | Ordering::Equal, Ordering::Greater | Ordering::Equal) => a,
+            // One is faster, the other less busy: the costs at this moment decide.
+            _ => {
+                let now = self.clock.now();
+                if eb.cost(now, self.decay_ns) < ea.cost(now, self.decay_ns) {
+                    b
+                } else {
+                    a
+                }
+            }
+        })
     }
 
     fn on_start(&mut self, index: usize) {
@@ -186,6 +223,47 @@ impl<C: Clock, R: Rng> Algorithm for PeakEwma<C, R> {
             e.observe(now, duration_nanos(latency) as f64, decay_ns);
         }
     }
+}
+
+fn cmp_f64(a: f64, b: f64) -> Ordering {
+    a.partial_cmp(&b).unwrap_or(Ordering::Equal)
+}
+
+/// Compares `fresh` with `stale` decayed by `elapsed`, i.e. with `stale * e^(-elapsed/decay)`,
+/// computing the exponential only when cheap bounds on it cannot decide: the factor is at most
+/// 1 and at least `1 - elapsed/decay`.
+fn cmp_decayed(fresh: f64, stale: f64, elapsed: Duration, decay_ns: f64) -> Ordering {
+    if fresh > stale {
+        // Multiplying by a factor <= 1 never rounds above `stale`.
+        return Ordering::Greater;
+    }
+    let x = duration_nanos(elapsed) as f64 / decay_ns;
+    // The margin covers the rounding of both sides by far.
+    if fresh < stale * (1.0 - x) * (1.0 - 1e-9) {
+        return Ordering::Less;
+    }
+    cmp_f64(fresh, stale * (-x).exp())
+}
+
+/// [`Rng::below`], drawing the same values from the same stream, without its division in
+/// the common case: the rejection threshold (`2^64 mod bound`, below `bound`) is only needed
+/// when the low half of the product falls below `bound` (Lemire's nearly divisionless method).
+#[inline]
+fn below<R: Rng>(rng: &mut R, bound: u64) -> u64 {
+    if bound == 0 {
+        return 0;
+    }
+    let mut product = u128::from(rng.next_u64()) * u128::from(bound);
+    // Truncation keeps exactly the low 64 bits, which is the point.
+    #[allow(clippy::cast_possible_truncation)]
+    if (product as u64) < bound {
+        let threshold = bound.wrapping_neg() % bound;
+        #[allow(clippy::cast_possible_truncation)]
+        while (product as u64) < threshold {
+            product = u128::from(rng.next_u64()) * u128::from(bound);
+        }
+    }
+    (product >> 64) as u64
 }
 
 #[cfg(test)]
@@ -287,6 +365,79 @@ mod tests {
             counts.iter().all(|&c| (90..=110).contains(&c)),
             "{counts:?}"
         );
+    }
+
+    #[test]
+    fn decayed_comparison_matches_the_exponential() {
+        let decay = 1e9;
+        let mut rng = SplitMix64::new(23);
+        for _ in 0..20_000 {
+            let stale = rng.below(1_000_000) as f64;
+            let elapsed = Duration::from_nanos(rng.below(3_000_000_000) >> rng.below(40));
+            let x = duration_nanos(elapsed) as f64 / decay;
+            let exact = stale * (-x).exp();
+            // Values right at, around and far from the decayed one.
+            let near = [exact, exact * (1.0 + 1e-12), exact * (1.0 - 1e-12)];
+            for fresh in near
+                .into_iter()
+                .chain([stale, stale + 1.0, 0.0, exact / 2.0])
+            {
+                assert_eq!(
+                    cmp_decayed(fresh, stale, elapsed, decay),
+                    cmp_f64(fresh, exact),
+                    "fresh {fresh} stale {stale} elapsed {elapsed:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn below_draws_what_rng_below_draws() {
+        let mut fast = SplitMix64::new(3);
+        let mut reference = SplitMix64::new(3);
+        for bound in (0..2000u64).chain([u64::MAX, u64::MAX / 3 + 7, 1 << 63, (1 << 63) + 1]) {
+            for _ in 0..3 {
+                assert_eq!(below(&mut fast, bound), reference.below(bound), "{bound}");
+            }
+        }
+        assert_eq!(fast, reference, "same number of values drawn");
+    }
+
+    /// The choice without the clock agrees with the costs at the current time, whatever the
+    /// latencies, stamps and in-flight counts.
+    #[test]
+    fn choice_agrees_with_costs() {
+        let clock = ManualClock::new();
+        let config = PeakEwmaConfig {
+            default_rtt: Duration::from_millis(10),
+            decay: Duration::from_secs(1),
+        };
+        let mut p2c = PeakEwma::new(config, clock.clone(), SplitMix64::new(9)).unwrap();
+        let eps: Vec<Endpoint> = (0..6)
+            .map(|i| Endpoint::new(format!("10.0.0.{i}:80").parse().unwrap()))
+            .collect();
+        p2c.update(&eps, &[None; 6]);
+        let mut rng = SplitMix64::new(17);
+        for step in 0..3000 {
+            let i = rng.below(6) as usize;
+            match rng.below(4) {
+                0 => p2c.on_start(i),
+                1 => p2c.on_complete(i, Duration::from_micros(rng.below(50_000))),
+                2 => clock.advance(Duration::from_millis(rng.below(700))),
+                _ => {
+                    let pair = [i, (i + 1 + rng.below(5) as usize) % 6];
+                    let chosen = p2c
+                        .pick(&eps, &Candidates::new(0, &pair), &PickContext::new())
+                        .unwrap();
+                    let other = if chosen == pair[0] { pair[1] } else { pair[0] };
+                    let (c, o) = (p2c.cost(chosen).unwrap(), p2c.cost(other).unwrap());
+                    assert!(
+                        c <= o * (1.0 + 1e-9),
+                        "step {step}: chose cost {c} over {o}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -297,5 +297,96 @@ services:
         error.to_string().contains("timed out after 300ms"),
         "{error}"
     );
-    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+}
+
+/// A workload whose `/healthz` answers 200 or 503 as `healthy` says; other paths answer its
+/// name.
+async fn checked(
+    dir: &Path,
+    ip: &str,
+    name: &'static str,
+    healthy: Arc<std::sync::atomic::AtomicBool>,
+) -> (Mesh, InboundServer) {
+    let yaml = format!(
+        "identity: {{ spiffe_id: {REVIEWS}, dev_ca: {{ dir: {} }} }}\ninbound: {{ listen: \"{ip}:0\" }}",
+        dir.join("ca").display()
+    );
+    let mesh = Mesh::from_yaml(&yaml).await.unwrap();
+    let app = HttpService::new(tower::service_fn(move |request: Request<Incoming>| {
+        let healthy = healthy.clone();
+        async move {
+            let mut response = Response::new(Full::new(Bytes::from_static(name.as_bytes())));
+            if request.uri().path() == "/healthz" && !healthy.load(Ordering::SeqCst) {
+                *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            }
+            Ok::<_, Infallible>(response)
+        }
+    }));
+    let server = mesh.serve(InboundApp::Http(app)).await.unwrap();
+    (mesh, server)
+}
+
+/// Sends requests until the last `run` answers all satisfy `want`.
+async fn until_run_of(mesh: &Mesh, run: usize, want: impl Fn(&str) -> bool) {
+    tokio::time::timeout(STEP, async {
+        let mut streak = 0;
+        while streak < run {
+            let (_, body) = get(mesh, "/", None).await;
+            streak = if want(&body) { streak + 1 } else { 0 };
+        }
+    })
+    .await
+    .expect("the balancer never converged");
+}
+
+#[tokio::test]
+async fn active_health_checks_take_failing_endpoints_out_and_back() {
+    use std::sync::atomic::AtomicBool;
+    let dir = tempfile::tempdir().unwrap();
+    let a_healthy = Arc::new(AtomicBool::new(true));
+    let b_healthy = Arc::new(AtomicBool::new(false));
+    let (_a, a) = checked(dir.path(), "127.0.0.1", "a", a_healthy.clone()).await;
+    let (_b, b) = checked(dir.path(), "127.0.0.2", "b", b_healthy.clone()).await;
+    let yaml = format!(
+        r#"
+identity: {{ spiffe_id: spiffe://cluster.local/ns/shop/sa/productpage, dev_ca: {{ dir: {ca} }} }}
+services:
+  - host: {HOST}
+    ports: [{{ port: 9080, protocol: http }}]
+    identities: [{REVIEWS}]
+    endpoints:
+      - {{ address: "127.0.0.1:9080", hbone_port: {pa} }}
+      - {{ address: "127.0.0.2:9080", hbone_port: {pb} }}
+    traffic_policy: {{ load_balancer: {{ simple: round_robin }} }}
+    health_check: {{ kind: http, path: /healthz, interval: 100ms, timeout: 100ms, unhealthy_threshold: 2 }}
+"#,
+        ca = dir.path().join("ca").display(),
+        pa = a.local_addr().port(),
+        pb = b.local_addr().port(),
+    );
+    let client = Mesh::from_yaml(&yaml).await.unwrap();
+    // b fails its checks: after two probes only a answers, though b serves "/" fine.
+    until_run_of(&client, 10, |body| body == "a").await;
+    // b recovers, a starts failing: traffic moves over.
+    b_healthy.store(true, Ordering::SeqCst);
+    a_healthy.store(false, Ordering::SeqCst);
+    until_run_of(&client, 10, |body| body == "b").await;
+}
+
+#[tokio::test]
+async fn health_check_settings_are_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    for (check, field) in [
+        ("{ kind: tcp, path: /x }", "health_check.path"),
+        ("{ kind: http, interval: 1s, timeout: 5s }", "health_check"),
+        ("{ kind: grpc }", "health_check.kind"),
+        ("{ kind: http, unhealthy_threshold: 0 }", "health_check"),
+    ] {
+        let yaml = format!(
+            "identity: {{ dev_ca: {{ dir: {ca} }} }}\nservices: [{{ host: {HOST}, identities: [{REVIEWS}], health_check: {check} }}]",
+            ca = dir.path().join("ca").display()
+        );
+        let error = Mesh::from_yaml(&yaml).await.unwrap_err().to_string();
+        assert!(error.contains(field), "{check}: {error}");
+    }
 }

@@ -66,7 +66,7 @@ use crate::{
     hbone::{HboneClient, HboneClientConfig, WorkloadInfo},
     http::MeshConnector,
     resilience::ResilientClient,
-    routing::BalancedDestinations,
+    routing::{BalancedDestinations, HealthChecks},
 };
 
 /// How often a discovery file is checked for edits.
@@ -88,6 +88,8 @@ struct Inner {
     authz: Arc<policy::Policies>,
     /// Per-service connection limits for raw tunnels.
     tcp_breakers: Mutex<HashMap<String, CircuitBreaker>>,
+    /// Active health checking tasks (stopped with the mesh).
+    _health_checks: HealthChecks,
 }
 
 impl Mesh {
@@ -117,6 +119,12 @@ impl Mesh {
             },
         );
         let http = ResilientClient::routed(hbone.clone(), routes.clone(), discovery.clone());
+        let health_checks = HealthChecks::spawn(
+            config.health_checks()?,
+            hbone.clone(),
+            discovery.clone(),
+            routes.clone(),
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 settings,
@@ -127,6 +135,7 @@ impl Mesh {
                 http,
                 authz,
                 tcp_breakers: Mutex::new(HashMap::new()),
+                _health_checks: health_checks,
             }),
         })
     }

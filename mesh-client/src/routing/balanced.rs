@@ -1,5 +1,5 @@
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     fmt,
     net::SocketAddr,
     sync::{Arc, Mutex, PoisonError},
@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 use mesh_core::{
     balance::{BalanceConfigError, Balancer, PickContext, Policy, PriorityConfig},
     clock::{Clock, SystemClock, Timestamp},
-    model::{Endpoint, Locality, Service, Snapshot},
+    model::{Endpoint, Health, Locality, Service, Snapshot},
     resilience::{Outcome, OutlierConfig, OutlierConfigError, OutlierDetector, OutlierEvent},
     rng::{Rng, SplitMix64},
     traffic::TrafficConfig,
@@ -33,6 +33,8 @@ pub struct BalancedDestinations {
     traffic: ArcSwap<TrafficConfig>,
     local: Locality,
     services: Mutex<HashMap<Key, ServiceBalancer>>,
+    /// Endpoints failing active health checks, per service host.
+    failing: Mutex<HashSet<(String, SocketAddr)>>,
 }
 
 /// What one balancer serves.
@@ -72,16 +74,27 @@ impl ServiceBalancer {
         }
     }
 
-    /// Feeds a new discovery set (filtered to the subset), keeping ejections of endpoints
-    /// that remain.
-    fn update(&mut self, source: &Arc<[Endpoint]>) {
-        let endpoints: Arc<[Endpoint]> = match &self.labels {
-            None => source.clone(),
-            Some(labels) => source
+    /// Feeds a new discovery set (filtered to the subset, with endpoints failing active
+    /// health checks marked unhealthy), keeping ejections of endpoints that remain.
+    fn update(&mut self, source: &Arc<[Endpoint]>, failing: &HashSet<SocketAddr>) {
+        let endpoints: Arc<[Endpoint]> = if self.labels.is_none() && failing.is_empty() {
+            source.clone()
+        } else {
+            source
                 .iter()
-                .filter(|e| labels.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
-                .cloned()
-                .collect(),
+                .filter(|e| {
+                    self.labels
+                        .as_ref()
+                        .is_none_or(|labels| labels.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
+                })
+                .map(|e| {
+                    let mut e = e.clone();
+                    if failing.contains(&e.address) && e.health == Health::Healthy {
+                        e.health = Health::Unhealthy;
+                    }
+                    e
+                })
+                .collect()
         };
         self.balancer.update(endpoints.clone());
         if let Some(outliers) = &mut self.outliers {
@@ -112,6 +125,7 @@ impl BalancedDestinations {
             traffic: ArcSwap::from_pointee(TrafficConfig::default()),
             local: Locality::default(),
             services: Mutex::new(HashMap::new()),
+            failing: Mutex::new(HashSet::new()),
         })
     }
 
@@ -141,6 +155,29 @@ impl BalancedDestinations {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
+    }
+
+    /// Active health checking's verdict on `endpoint` of `host`: an unhealthy endpoint is
+    /// picked only when the panic threshold applies, until it is reported healthy again.
+    pub fn set_health(&self, host: &str, endpoint: SocketAddr, healthy: bool) {
+        let host = normalize(host);
+        let changed = {
+            let mut failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);
+            if healthy {
+                failing.remove(&(host.clone(), endpoint))
+            } else {
+                failing.insert((host.clone(), endpoint))
+            }
+        };
+        if changed {
+            // Force every balancer of the host to re-read its endpoints on the next pick.
+            let mut services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
+            for (key, entry) in services.iter_mut() {
+                if key.host == host {
+                    entry.source = Arc::from(Vec::new());
+                }
+            }
+        }
     }
 
     /// The installed traffic configuration.
@@ -196,7 +233,15 @@ impl BalancedDestinations {
             }
         };
         if !Arc::ptr_eq(&entry.source, endpoints) {
-            entry.update(endpoints);
+            let failing: HashSet<SocketAddr> = self
+                .failing
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .filter(|(h, _)| *h == key_host(&service))
+                .map(|(_, a)| *a)
+                .collect();
+            entry.update(endpoints, &failing);
         }
         entry.tick(SystemClock.now());
         let index = entry.balancer.pick(ctx)?;
@@ -263,6 +308,10 @@ impl BalancedDestinations {
             outliers,
         })
     }
+}
+
+fn key_host(service: &Service) -> String {
+    service.hostname.as_str().to_owned()
 }
 
 fn normalize(host: &str) -> String {

@@ -36,6 +36,7 @@
 
 mod admin;
 mod error;
+mod health;
 mod resolved;
 mod schema;
 mod snapshot;
@@ -47,6 +48,7 @@ pub use admin::{
     TelemetryConfig, TelemetrySettings,
 };
 pub use error::ConfigError;
+pub use health::{HealthCheckSection, Probe, ProbeKindConfig, ServiceHealthCheck};
 pub use resolved::{
     DEFAULT_DEV_CA_DIR, DEFAULT_DRAIN_TIMEOUT, DEFAULT_INBOUND_LISTEN,
     DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_RATE_LIMIT_TIMEOUT, DEFAULT_RELOAD_INTERVAL,

@@ -316,6 +316,7 @@ impl MeshConfig {
     /// the same checks the runtime applies when it starts. Files it names are not read.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.workload_settings()?;
+        self.health_checks()?;
         self.traffic_config().map(|_| ())
     }
 }

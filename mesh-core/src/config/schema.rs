@@ -71,6 +71,9 @@ pub struct ServiceConfig {
     /// same fields in snake_case ([`MeshConfig::traffic_config`] reads it).
     #[serde(default)]
     pub traffic_policy: Option<TrafficPolicyConfig>,
+    /// Active health checks of the endpoints (probes through the mesh).
+    #[serde(default)]
+    pub health_check: Option<super::health::HealthCheckSection>,
 }
 
 /// A service's `traffic_policy:` section, as parsed; [`MeshConfig::traffic_config`] validates

@@ -277,6 +277,7 @@ pub(super) fn resolve_dns(
             identities: dns.identities.clone(),
             endpoints: Vec::new(),
             traffic_policy: None,
+            health_check: None,
         };
         let (service, _) = convert_service(&as_service, &path)?;
         if service.expected_identities.is_empty() {

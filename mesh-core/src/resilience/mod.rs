@@ -14,11 +14,13 @@
 
 mod backoff;
 mod circuit_breaker;
+mod health_check;
 pub mod outlier;
 mod retry_budget;
 
 pub use backoff::{Backoff, BackoffConfig, BackoffConfigError};
 pub use circuit_breaker::{BreakerStats, CircuitBreaker, Limits, Overflow, Permit, ResourceKind};
+pub use health_check::{HealthCheckConfig, HealthCheckConfigError, HealthChecker};
 pub use outlier::{
     EjectionReason, FailurePercentageConfig, Outcome, OutlierConfig, OutlierConfigError,
     OutlierDetector, OutlierEvent, OutlierStats, SuccessRateConfig,

@@ -19,7 +19,8 @@
 //!
 //! Non-goals: behaviour of its own. This crate only translates between C and `mesh-client`.
 //! It is the only crate in the workspace with `unsafe` code: pointer handling is confined to
-//! `ptr.rs` and the host callback to `callback.rs`, each use with its SAFETY argument.
+//! `ptr.rs`, the host callback to `callback.rs`, and the runtime threads' signal mask to
+//! `runtime.rs`, each use with its SAFETY argument.
 // The exported types carry their C names (`mesh_mesh`), which is what the header shows.
 #![allow(non_camel_case_types)]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]

@@ -54,7 +54,10 @@ pub(crate) fn get() -> Result<Arc<ProcessRuntime>, Error> {
     builder
         .enable_all()
         .thread_name("mesh-ffi")
-        .on_thread_start(|| ON_RUNTIME_THREAD.with(|f| f.set(true)));
+        .on_thread_start(|| {
+            ON_RUNTIME_THREAD.with(|f| f.set(true));
+            block_sigpipe();
+        });
     if let Some(n) = std::env::var(WORKER_THREADS_ENV)
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
@@ -87,6 +90,26 @@ pub(crate) fn get() -> Result<Arc<ProcessRuntime>, Error> {
         std::mem::forget(parent);
     }
     Ok(fresh)
+}
+
+/// Keeps SIGPIPE away from the runtime's threads. Vectored writes (`writev`, which rustls and
+/// h2 use) cannot pass `MSG_NOSIGNAL`, and a write to a connection the peer reset would raise
+/// SIGPIPE, whose default action kills the host process (Go re-raises it for threads it does
+/// not own). Blocked, the signal stays pending on the thread and the write fails with EPIPE.
+fn block_sigpipe() {
+    // SAFETY: `set` is a local, initialised by `sigemptyset` before use; `pthread_sigmask` only
+    // changes the calling thread's mask and accepts a NULL old-mask pointer.
+    let failed = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0
+    };
+    if failed {
+        tracing::warn!(
+            "cannot block SIGPIPE on a mesh thread; writes to closed sockets may kill the process"
+        );
+    }
 }
 
 /// A call's `timeout_ms` argument: 0 means no limit of the call's own.

@@ -1,0 +1,3 @@
+module example.invalid/mesh/mesh-ffi/go
+
+go 1.19

@@ -390,3 +390,31 @@ async fn health_check_settings_are_validated() {
         assert!(error.contains(field), "{check}: {error}");
     }
 }
+
+#[tokio::test]
+async fn http_connections_are_kept_alive_per_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_v1, v1) = reviews(dir.path(), "127.0.0.1", "v1", 0).await;
+    let yaml = format!(
+        r#"
+identity: {{ spiffe_id: spiffe://cluster.local/ns/shop/sa/productpage, dev_ca: {{ dir: {ca} }} }}
+services:
+  - host: {HOST}
+    ports: [{{ port: 9080, protocol: http }}]
+    identities: [{REVIEWS}]
+    endpoints: [{{ address: "127.0.0.1:9080", hbone_port: {port} }}]
+"#,
+        ca = dir.path().join("ca").display(),
+        port = v1.local_addr().port(),
+    );
+    let client = Mesh::from_yaml(&yaml).await.unwrap();
+    for _ in 0..5 {
+        assert_eq!(
+            get(&client, "/", None).await,
+            (StatusCode::OK, "v1".to_owned())
+        );
+    }
+    // One tunnel carried all five requests and stays open, idle, for the next.
+    assert_eq!(v1.stats().tunnels, 1);
+    assert_eq!(client.hbone().stats().connections_opened, 1);
+}

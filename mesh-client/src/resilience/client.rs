@@ -132,11 +132,7 @@ impl ResilientClient {
             connector,
             policy: Arc::new(HttpPolicy::default()),
             services: Arc::new(Mutex::new(HashMap::new())),
-            routed: Some(Arc::new(Routed {
-                hbone,
-                routes,
-                discovery,
-            })),
+            routed: Some(Arc::new(Routed::new(hbone, routes, discovery))),
         }
     }
 

@@ -2,13 +2,24 @@
 //! (host, subset, port) and its policy per request; each attempt opens a tunnel to an endpoint
 //! of that destination and speaks HTTP/1.1 or HTTP/2 (by the service port's protocol) over it.
 
-use std::{borrow::Cow, net::SocketAddr, sync::Arc};
+use std::{
+    borrow::Cow,
+    collections::HashMap,
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    sync::{Arc, Mutex, PoisonError},
+    task::{Context, Poll},
+};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, Uri, header::HOST, request::Parts};
 use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper::{body::Incoming, client::conn::http2};
+use hyper_util::{
+    client::legacy::Client,
+    rt::{TokioExecutor, TokioIo},
+};
 use mesh_core::{
     balance::{HashKey, PickContext},
     model::Protocol,
@@ -19,15 +30,90 @@ use mesh_core::{
 
 use super::{HttpPolicy, RequestError};
 use crate::{
-    discovery::Discovery, hbone::HboneClient, http::BoxError, routing::BalancedDestinations,
+    discovery::Discovery,
+    hbone::{Destination, HboneClient, TunnelError},
+    http::{BoxError, MeshStream, UpstreamInfo},
+    routing::BalancedDestinations,
 };
 
 /// What routed requests need: tunnels, balancers (which hold the traffic configuration) and
-/// the service catalogue (for port protocols).
+/// the service catalogue (for port protocols), plus the per-endpoint HTTP connections kept
+/// alive between requests.
 pub(super) struct Routed {
     pub(super) hbone: HboneClient,
     pub(super) routes: Arc<BalancedDestinations>,
     pub(super) discovery: Arc<dyn Discovery>,
+    /// HTTP/1.1: hyper's pool, keyed by the endpoint (the request is addressed to the
+    /// endpoint's `ip:port`, with `Host` naming the service), dialing through `endpoints`.
+    http1: Client<EndpointConnector, Full<Bytes>>,
+    endpoints: Arc<Mutex<HashMap<SocketAddr, Destination>>>,
+    /// HTTP/2: one multiplexed connection per endpoint.
+    http2: Mutex<HashMap<SocketAddr, http2::SendRequest<Full<Bytes>>>>,
+}
+
+impl Routed {
+    pub(super) fn new(
+        hbone: HboneClient,
+        routes: Arc<BalancedDestinations>,
+        discovery: Arc<dyn Discovery>,
+    ) -> Self {
+        let endpoints = Arc::new(Mutex::new(HashMap::new()));
+        let connector = EndpointConnector {
+            hbone: hbone.clone(),
+            endpoints: endpoints.clone(),
+        };
+        Self {
+            hbone,
+            routes,
+            discovery,
+            http1: Client::builder(TokioExecutor::new()).build(connector),
+            endpoints,
+            http2: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// Dials the endpoint a request is addressed to, with the identities recorded at pick time.
+#[derive(Clone)]
+struct EndpointConnector {
+    hbone: HboneClient,
+    endpoints: Arc<Mutex<HashMap<SocketAddr, Destination>>>,
+}
+
+impl tower::Service<Uri> for EndpointConnector {
+    type Response = MeshStream;
+    type Error = TunnelError;
+    type Future = Pin<Box<dyn Future<Output = Result<MeshStream, TunnelError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let dest = uri
+            .authority()
+            .and_then(|a| a.as_str().parse::<SocketAddr>().ok())
+            .and_then(|addr| {
+                self.endpoints
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(&addr)
+                    .cloned()
+            });
+        let hbone = self.hbone.clone();
+        Box::pin(async move {
+            let dest = dest.ok_or_else(|| {
+                TunnelError::InvalidRequest(format!("{uri}: not an endpoint picked by the mesh"))
+            })?;
+            let stream = hbone.connect(&dest).await?;
+            let upstream = UpstreamInfo {
+                host: dest.authority().to_string(),
+                endpoint: dest.authority(),
+                peer: stream.peer_identity().cloned(),
+            };
+            Ok(MeshStream::new(stream, upstream))
+        })
+    }
 }
 
 /// Where the attempts of one request go, decided once per request.
@@ -183,30 +269,15 @@ impl Routed {
             });
         };
         let endpoint = dest.authority();
-        let stream = match self.hbone.connect(&dest).await {
-            Ok(stream) => stream,
-            Err(e) => {
-                let retryable = e.is_retryable();
-                if retryable {
-                    self.report(target, endpoint, Outcome::LocalOriginFailure);
-                }
-                return Err(SendError::BeforeSending {
-                    error: Box::new(e),
-                    retryable,
-                });
-            }
-        };
-        let io = TokioIo::new(stream);
         let sent = if target.http2 {
-            match hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await {
-                Ok((mut sender, conn)) => {
-                    tokio::spawn(conn);
-                    sender.send_request(request).await
-                }
-                Err(e) => Err(e),
-            }
+            let sender = match self.http2_sender(&dest).await {
+                Ok(sender) => sender,
+                Err(e) => return Err(self.before_sending(target, endpoint, e)),
+            };
+            let mut sender = sender;
+            sender.send_request(request).await
         } else {
-            // HTTP/1.1 wants the origin form and a Host header.
+            // HTTP/1.1 through hyper's pool: addressed to the endpoint, Host names the service.
             if !request.headers().contains_key(HOST) {
                 if let Some(authority) = request.uri().authority() {
                     if let Ok(value) = HeaderValue::from_str(authority.as_str()) {
@@ -214,17 +285,39 @@ impl Routed {
                     }
                 }
             }
-            let origin: Uri = request
+            let path = request
                 .uri()
                 .path_and_query()
-                .map_or_else(|| Uri::from_static("/"), |p| Uri::from(p.clone()));
-            *request.uri_mut() = origin;
-            match hyper::client::conn::http1::handshake(io).await {
-                Ok((mut sender, conn)) => {
-                    tokio::spawn(conn);
-                    sender.send_request(request).await
+                .map_or("/", |p| p.as_str())
+                .to_owned();
+            let Ok(uri) = format!("http://{endpoint}{path}").parse::<Uri>() else {
+                return Err(SendError::BeforeSending {
+                    error: format!("unusable path {path:?}").into(),
+                    retryable: false,
+                });
+            };
+            *request.uri_mut() = uri;
+            self.endpoints
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(endpoint, dest.clone());
+            match self.http1.request(request).await {
+                Ok(response) => Ok(response),
+                Err(e) if e.is_connect() => {
+                    let tunnel = find_tunnel_error(&e);
+                    let retryable = tunnel.is_none_or(TunnelError::is_retryable);
+                    if retryable {
+                        self.report(target, endpoint, Outcome::LocalOriginFailure);
+                    }
+                    return Err(SendError::BeforeSending {
+                        error: Box::new(e),
+                        retryable,
+                    });
                 }
-                Err(e) => Err(e),
+                Err(e) => {
+                    self.report(target, endpoint, Outcome::LocalOriginFailure);
+                    return Err(SendError::AfterSending(Box::new(e)));
+                }
             }
         };
         match sent {
@@ -243,10 +336,63 @@ impl Routed {
         }
     }
 
+    /// The endpoint's multiplexed HTTP/2 connection, opened (one tunnel) when there is none
+    /// or the last one closed.
+    async fn http2_sender(
+        &self,
+        dest: &Destination,
+    ) -> Result<http2::SendRequest<Full<Bytes>>, TunnelError> {
+        let endpoint = dest.authority();
+        if let Some(sender) = self
+            .http2
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&endpoint)
+            .filter(|s| !s.is_closed())
+            .cloned()
+        {
+            return Ok(sender);
+        }
+        let stream = self.hbone.connect(dest).await?;
+        let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .map_err(|e| {
+                TunnelError::InvalidRequest(format!("HTTP/2 handshake with {endpoint}: {e}"))
+            })?;
+        tokio::spawn(conn);
+        self.http2
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(endpoint, sender.clone());
+        Ok(sender)
+    }
+
+    fn before_sending(&self, target: &Target, endpoint: SocketAddr, e: TunnelError) -> SendError {
+        let retryable = e.is_retryable();
+        if retryable {
+            self.report(target, endpoint, Outcome::LocalOriginFailure);
+        }
+        SendError::BeforeSending {
+            error: Box::new(e),
+            retryable,
+        }
+    }
+
     fn report(&self, target: &Target, endpoint: SocketAddr, outcome: Outcome) {
         use crate::http::ResolveDestination;
         self.routes.report(&target.host, endpoint, outcome);
     }
+}
+
+fn find_tunnel_error(e: &hyper_util::client::legacy::Error) -> Option<&TunnelError> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(t) = s.downcast_ref::<TunnelError>() {
+            return Some(t);
+        }
+        source = s.source();
+    }
+    None
 }
 
 /// Whether hyper's error is an HTTP/2 REFUSED_STREAM (the request was not processed).

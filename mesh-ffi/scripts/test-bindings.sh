@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Builds libmesh_ffi and runs the Go (go test -race) and Python (pytest) binding tests against
+# it. Needs: cargo, Go >= 1.19 with cgo (Debian golang-go), Python 3 with pytest (python3-pytest;
+# python3-httpx for the httpx transport test).
+#
+# Usage: mesh-ffi/scripts/test-bindings.sh [go|python]   (default: both)
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here/.."
+cargo build -p mesh-ffi
+target="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+lib="$target/debug"
+export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export MESH_FFI_LIB="$lib/libmesh_ffi.so"
+
+run_go() {
+    (cd "$here/go" && CGO_ENABLED=1 CGO_LDFLAGS="-L$lib" go test -race -count=1 ./...)
+}
+
+run_python() {
+    # Debian's interpreter has python3-pytest/python3-httpx; a python3 earlier on PATH may not.
+    local py=python3
+    if ! python3 -c 'import pytest' 2>/dev/null && [[ -x /usr/bin/python3 ]]; then
+        py=/usr/bin/python3
+    fi
+    (cd "$here/python" && "$py" -m pytest -q tests)
+}
+
+case "${1:-all}" in
+    go) run_go ;;
+    python) run_python ;;
+    all) run_go; run_python ;;
+    *) echo "usage: $0 [go|python]" >&2; exit 2 ;;
+esac

@@ -7,6 +7,7 @@
 mod authz;
 mod ca;
 mod cert;
+mod config;
 mod hbone;
 
 use std::{io::Write, time::Duration};
@@ -32,6 +33,7 @@ pub(crate) fn run(command: Command, out: &mut dyn Write) -> Result<Outcome, Erro
         Command::Cert(command) => cert::run(command, out),
         Command::Hbone(command) => hbone::run(command, out),
         Command::Authz(command) => authz::run(command, out),
+        Command::Config(command) => config::run(command, out),
     }
 }
 

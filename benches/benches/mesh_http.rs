@@ -1,0 +1,112 @@
+//! One HTTP/1.1 request through `Mesh::http_client()` (routing, balancing, retry budget,
+//! breaker, outlier bookkeeping, per-endpoint keep-alive) against plain hyper sending the same
+//! request over an already open mTLS HBONE tunnel to the same server: the cost of the client
+//! layer itself. Goal: <= 1.1x.
+//!
+//! `cargo bench --bench mesh_http -- --quick`
+
+use std::{convert::Infallible, time::Duration};
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use mesh_client::{
+    hbone::Destination,
+    http::HttpService,
+    mesh::{InboundApp, Mesh},
+};
+use mesh_tls::ExpectedIdentities;
+
+const SERVER_ID: &str = "spiffe://cluster.local/ns/bench/sa/server";
+const HOST: &str = "server.bench.svc.cluster.local";
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("ca");
+    let (_server_mesh, server, client) = rt.block_on(async {
+        let server_mesh = Mesh::from_yaml(&format!(
+            "identity: {{ spiffe_id: {SERVER_ID}, dev_ca: {{ dir: {} }} }}\ninbound: {{ listen: 127.0.0.1:0 }}",
+            ca.display()
+        ))
+        .await
+        .expect("server mesh");
+        let app = HttpService::new(tower::service_fn(|_request: Request<Incoming>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+        }));
+        let server = server_mesh
+            .serve(InboundApp::Http(app))
+            .await
+            .expect("serve");
+        let client = Mesh::from_yaml(&format!(
+            r#"
+identity: {{ spiffe_id: spiffe://cluster.local/ns/bench/sa/client, dev_ca: {{ dir: {ca} }} }}
+services:
+  - host: {HOST}
+    ports: [{{ port: 8080, protocol: http }}]
+    identities: [{SERVER_ID}]
+    endpoints: [{{ address: "127.0.0.1:8080", hbone_port: {port} }}]
+"#,
+            ca = ca.display(),
+            port = server.local_addr().port(),
+        ))
+        .await
+        .expect("client mesh");
+        (server_mesh, server, client)
+    });
+
+    // Baseline: hyper's HTTP/1.1 connection over one tunnel from the same pool.
+    let dest = Destination {
+        hbone_addr: server.local_addr(),
+        target_port: 8080,
+        expected: ExpectedIdentities::one(SERVER_ID.parse().expect("id")),
+    };
+    let mut sender = rt.block_on(async {
+        let stream = client.hbone().connect(&dest).await.expect("tunnel");
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        sender
+    });
+
+    let mut group = c.benchmark_group("http_request");
+    group.measurement_time(Duration::from_secs(5));
+    group.bench_function("baseline/hyper_over_tunnel", |b| {
+        b.iter(|| {
+            let request = Request::get("/")
+                .header("host", HOST)
+                .body(Empty::<Bytes>::new())
+                .expect("request");
+            rt.block_on(async {
+                // The previous response was read to the end, so the connection is free.
+                sender.ready().await.expect("connection");
+                let response = sender.send_request(request).await.expect("response");
+                response.into_body().collect().await.expect("body")
+            })
+        });
+    });
+    let http = client.http_client();
+    group.bench_function("mesh_http_client", |b| {
+        b.iter(|| {
+            let request = Request::get(format!("http://{HOST}:8080/"))
+                .body(Bytes::new())
+                .expect("request");
+            rt.block_on(async {
+                let response = http.request(request).await.expect("response");
+                response.into_body().collect().await.expect("body")
+            })
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

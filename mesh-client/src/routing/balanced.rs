@@ -37,6 +37,24 @@ pub struct BalancedDestinations {
     failing: Mutex<HashSet<(String, SocketAddr)>>,
 }
 
+/// Outlier detection of one balancer (see [`BalancedDestinations::outlier_status`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OutlierStatus {
+    /// The service.
+    pub host: String,
+    /// The service port called.
+    pub port: u16,
+    /// The DestinationRule subset, if any.
+    pub subset: Option<String>,
+    /// Whether outlier detection is configured for it.
+    pub detecting: bool,
+    /// Endpoints ejected now.
+    pub ejected: Vec<SocketAddr>,
+    /// Ejections enforced since the balancer was built.
+    pub ejections: u64,
+}
+
 /// What one balancer serves.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Key {
@@ -194,6 +212,46 @@ impl BalancedDestinations {
         })
     }
 
+    /// Outlier detection of every balancer built so far (one per called service, port and
+    /// subset): the endpoints ejected now and the ejections enforced, for the admin
+    /// endpoint and metrics.
+    pub fn outlier_status(&self) -> Vec<OutlierStatus> {
+        use mesh_core::resilience::EjectionReason as R;
+        let services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<OutlierStatus> = services
+            .iter()
+            .map(|(key, s)| {
+                let (ejected, ejections) = match &s.outliers {
+                    Some(o) => {
+                        let stats = o.stats();
+                        let total = [
+                            R::Consecutive5xx,
+                            R::ConsecutiveGatewayErrors,
+                            R::ConsecutiveLocalOriginFailures,
+                            R::SuccessRate,
+                            R::FailurePercentage,
+                        ]
+                        .into_iter()
+                        .map(|r| stats.enforced(r))
+                        .sum();
+                        (o.ejected().collect(), total)
+                    }
+                    None => (Vec::new(), 0),
+                };
+                OutlierStatus {
+                    host: key.host.clone(),
+                    port: key.port,
+                    subset: key.subset.clone(),
+                    detecting: s.outliers.is_some(),
+                    ejected,
+                    ejections,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.host, a.port, &a.subset).cmp(&(&b.host, b.port, &b.subset)));
+        out
+    }
+
     /// Picks an endpoint of `host` and describes how to reach it on `port`.
     ///
     /// `port` must be one the service declares, when it declares any. The target port inside
@@ -276,7 +334,7 @@ impl BalancedDestinations {
             // A subset needs a DestinationRule defining it.
             None if key.subset.is_some() => return None,
             None => (
-                self.policy.clone(),
+                self.policy,
                 PriorityConfig {
                     local: self.local.clone(),
                     ..self.priority.clone()

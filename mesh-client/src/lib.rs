@@ -23,6 +23,7 @@ pub mod hbone;
 pub mod http;
 pub mod mesh;
 mod net;
+pub mod observe;
 pub mod ratelimit;
 pub mod resilience;
 pub mod routing;

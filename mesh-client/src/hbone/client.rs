@@ -70,6 +70,8 @@ pub struct HboneClientConfig {
     pub keepalive_timeout: Duration,
     /// Who we are, for the `baggage` header.
     pub workload: WorkloadInfo,
+    /// Where handshakes, tunnels and pool state are recorded (`None`: not recorded).
+    pub telemetry: Option<crate::observe::Telemetry>,
 }
 
 impl Default for HboneClientConfig {
@@ -82,6 +84,7 @@ impl Default for HboneClientConfig {
             keepalive_interval: KEEPALIVE_INTERVAL,
             keepalive_timeout: KEEPALIVE_TIMEOUT,
             workload: WorkloadInfo::default(),
+            telemetry: None,
         }
     }
 }
@@ -172,6 +175,10 @@ impl HboneClient {
             shutdown: CancellationToken::new(),
         });
         spawn_reaper(Arc::downgrade(&inner), inner.shutdown.clone());
+        if let Some(telemetry) = &inner.config.telemetry {
+            let weak = Arc::downgrade(&inner);
+            telemetry.add_state_source(weak);
+        }
         Self { inner }
     }
 
@@ -195,8 +202,16 @@ impl HboneClient {
             forwarded_for,
             options,
         )?;
-        conn.open_stream(slot, request, self.inner.timeouts.response)
-            .await
+        let stream = conn
+            .open_stream(slot, request, self.inner.timeouts.response)
+            .await?;
+        Ok(match &self.inner.config.telemetry {
+            Some(telemetry) => {
+                let meter = outbound_meter(telemetry, dest, options, &stream);
+                stream.with_meter(Some(meter))
+            }
+            None => stream,
+        })
     }
 
     /// The verified identity of the server a tunnel would use, opening a connection if needed.
@@ -253,6 +268,15 @@ impl HboneClient {
             () = self.inner.shutdown.cancelled() => Err(TunnelError::PoolClosed),
         };
         entry.attempts.fetch_add(1, Ordering::AcqRel);
+        if let Some(telemetry) = &self.inner.config.telemetry
+            && !matches!(result, Err(TunnelError::PoolClosed))
+        {
+            let outcome = result
+                .as_ref()
+                .map(|_| ())
+                .map_err(crate::observe::connect_reason);
+            telemetry.handshake(crate::observe::Direction::Outbound, outcome);
+        }
         match result {
             Ok(conn) => {
                 *last_error = None;
@@ -278,23 +302,7 @@ impl HboneClient {
 
     /// Pool counters.
     pub fn stats(&self) -> PoolStats {
-        let pool = self
-            .inner
-            .pool
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let mut stats = PoolStats {
-            connections_opened: self.inner.opened.load(Ordering::Relaxed),
-            ..PoolStats::default()
-        };
-        for entry in pool.values() {
-            let conns = entry.conns.lock().unwrap_or_else(PoisonError::into_inner);
-            for c in conns.iter().filter(|c| !c.is_closed()) {
-                stats.connections_open += 1;
-                stats.streams_open += c.active_streams();
-            }
-        }
-        stats
+        pool_stats(&self.inner)
     }
 
     /// Closes every pooled connection and refuses new tunnels. Open tunnels are reset.
@@ -313,10 +321,73 @@ impl HboneClient {
     }
 }
 
+/// Meters an outbound tunnel: TCP metrics as the source, for the service named in `options`.
+fn outbound_meter(
+    telemetry: &crate::observe::Telemetry,
+    dest: &Destination,
+    options: &TunnelOptions,
+    stream: &H2Stream,
+) -> crate::observe::TunnelMeter {
+    let service = options
+        .service_host
+        .as_deref()
+        .unwrap_or(crate::observe::UNKNOWN);
+    let flow = telemetry.flow(
+        crate::observe::Reporter::Source,
+        crate::observe::RequestProtocol::Tcp,
+        service,
+        stream.peer_identity(),
+        stream.peer_baggage(),
+    );
+    let record = telemetry
+        .access_log_enabled()
+        .then(|| crate::observe::AccessRecord {
+            direction: "outbound",
+            method: "CONNECT".to_owned(),
+            protocol: "TCP",
+            response_code: 200,
+            upstream_host: Some(dest.authority()),
+            upstream_cluster: Some(service.to_owned()),
+            upstream_peer_principal: stream.peer_identity().map(|p| p.as_str().to_owned()),
+            trace_id: options
+                .traceparent
+                .as_deref()
+                .and_then(crate::observe::TraceContext::parse_traceparent)
+                .map(|t| t.trace_id()),
+            ..crate::observe::AccessRecord::default()
+        });
+    crate::observe::TunnelMeter::open(flow, telemetry, record)
+}
+
+impl crate::observe::StateSource for Inner {
+    fn report(&self, report: &mut crate::observe::StateReport) {
+        let stats = pool_stats(self);
+        report.pool_connections += stats.connections_open;
+        report.pool_connections_opened += stats.connections_opened;
+        report.pool_streams += stats.streams_open;
+    }
+}
+
 fn reserve(entry: &KeyEntry) -> Option<Slot> {
     let mut conns = entry.conns.lock().unwrap_or_else(PoisonError::into_inner);
     conns.retain(|c| !c.is_closed());
     conns.iter().find_map(|c| c.try_acquire())
+}
+
+fn pool_stats(inner: &Inner) -> PoolStats {
+    let pool = inner.pool.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut stats = PoolStats {
+        connections_opened: inner.opened.load(Ordering::Relaxed),
+        ..PoolStats::default()
+    };
+    for entry in pool.values() {
+        let conns = entry.conns.lock().unwrap_or_else(PoisonError::into_inner);
+        for c in conns.iter().filter(|c| !c.is_closed()) {
+            stats.connections_open += 1;
+            stats.streams_open += c.active_streams();
+        }
+    }
+    stats
 }
 
 /// Closes connections idle longer than the idle timeout, and forgets dead ones.

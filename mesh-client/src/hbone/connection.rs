@@ -233,8 +233,10 @@ impl Connection {
                 });
             }
         }
+        let baggage = response.headers().get("baggage").cloned();
         Ok(H2Stream::new(send_stream, response.into_body())
             .with_peer(self.peer.clone())
+            .with_peer_baggage(baggage)
             .with_guard(Box::new(slot)))
     }
 }

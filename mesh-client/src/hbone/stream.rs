@@ -28,6 +28,10 @@ pub struct H2Stream {
     write_closed: bool,
     /// The verified identity of the workload at the other end.
     peer: Option<mesh_core::SpiffeId>,
+    /// The `baggage` the other end described itself with (outbound: the CONNECT's answer).
+    peer_baggage: Option<http::HeaderValue>,
+    /// Counts bytes and the tunnel's lifetime for the metrics (when telemetry is on).
+    meter: Option<Box<crate::observe::TunnelMeter>>,
     /// Dropped when the stream is, so a pool can count open streams.
     _guard: Option<Box<dyn Send + Sync>>,
 }
@@ -40,6 +44,8 @@ impl H2Stream {
             pending: Bytes::new(),
             write_closed: false,
             peer: None,
+            peer_baggage: None,
+            meter: None,
             _guard: None,
         }
     }
@@ -54,8 +60,29 @@ impl H2Stream {
         self.peer.as_ref()
     }
 
+    /// Adds `guard`, dropped with the stream. Earlier guards are kept (a pool slot and a
+    /// connection-limit permit both live as long as the tunnel).
     pub(crate) fn with_guard(mut self, guard: Box<dyn Send + Sync>) -> Self {
-        self._guard = Some(guard);
+        self._guard = Some(match self._guard.take() {
+            Some(earlier) => Box::new((earlier, guard)),
+            None => guard,
+        });
+        self
+    }
+
+    pub(crate) fn with_peer_baggage(mut self, baggage: Option<http::HeaderValue>) -> Self {
+        self.peer_baggage = baggage;
+        self
+    }
+
+    /// The W3C `baggage` the workload at the other end described itself with (its namespace,
+    /// workload name, canonical service), when it sent one.
+    pub fn peer_baggage(&self) -> Option<&http::HeaderValue> {
+        self.peer_baggage.as_ref()
+    }
+
+    pub(crate) fn with_meter(mut self, meter: Option<crate::observe::TunnelMeter>) -> Self {
+        self.meter = meter.map(Box::new);
         self
     }
 
@@ -93,9 +120,20 @@ impl AsyncRead for H2Stream {
                 Some(Ok(data)) => {
                     // Give the window back now: we own the bytes, the sender may continue.
                     let _ = self.recv.flow_control().release_capacity(data.len());
+                    if let Some(meter) = self.meter.as_mut() {
+                        meter.read(data.len());
+                    }
                     self.pending = data;
                 }
-                Some(Err(e)) => return Poll::Ready(Err(h2_to_io(e))),
+                Some(Err(e)) => {
+                    let e = h2_to_io(e);
+                    if let Some(meter) = self.meter.as_mut()
+                        && e.kind() == io::ErrorKind::ConnectionReset
+                    {
+                        meter.reset_by_peer();
+                    }
+                    return Poll::Ready(Err(e));
+                }
                 None => return Poll::Ready(Ok(())),
             }
         }
@@ -140,6 +178,9 @@ impl AsyncWrite for H2Stream {
                     self.send
                         .send_data(Bytes::copy_from_slice(&buf[..n]), false)
                         .map_err(h2_to_io)?;
+                    if let Some(meter) = self.meter.as_mut() {
+                        meter.wrote(n);
+                    }
                     return Poll::Ready(Ok(n));
                 }
                 Some(Err(e)) => return Poll::Ready(Err(h2_to_io(e))),

@@ -46,6 +46,9 @@ pub struct UpstreamInfo {
     pub endpoint: SocketAddr,
     /// The endpoint's verified SPIFFE ID.
     pub peer: Option<SpiffeId>,
+    /// The `baggage` the endpoint described itself with on the tunnel (namespace, workload,
+    /// canonical service), which the metrics' `destination_*` labels are filled from.
+    pub peer_baggage: Option<http::HeaderValue>,
 }
 
 /// A fixed table from `host:port` to destination.
@@ -154,6 +157,7 @@ impl tower::Service<Uri> for MeshConnector {
                     host: host.to_owned(),
                     endpoint: dest.authority(),
                     peer: stream.peer_identity().cloned(),
+                    peer_baggage: stream.peer_baggage().cloned(),
                 },
                 io: TokioIo::new(stream),
             })

@@ -1,6 +1,6 @@
 //! Serving a tower HTTP service inside HBONE tunnels.
 
-use std::{fmt, future::Future, net::SocketAddr, pin::Pin, sync::Arc};
+use std::{convert::Infallible, fmt, future::Future, net::SocketAddr, pin::Pin, sync::Arc};
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -13,9 +13,16 @@ use hyper_util::{
 use mesh_core::SpiffeId;
 use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
+use tracing::Instrument;
 
 use super::BoxError;
-use crate::hbone::H2Stream;
+use crate::{
+    hbone::H2Stream,
+    observe::{
+        TraceContext,
+        http::{InboundHttp, RecordedBody},
+    },
+};
 
 /// The caller's verified identity, inserted into every request's extensions.
 ///
@@ -38,9 +45,8 @@ pub struct PeerIdentity {
 
 type ServeFuture = Pin<
     Box<
-        dyn Future<
-                Output = Result<Response<UnsyncBoxBody<Bytes, BoxError>>, std::convert::Infallible>,
-            > + Send
+        dyn Future<Output = Result<Response<UnsyncBoxBody<Bytes, BoxError>>, Infallible>>
+            + Send
             + 'static,
     >,
 >;
@@ -126,16 +132,25 @@ impl HttpService {
         }
     }
 
-    /// Serves one tunnel until the HTTP connection inside it ends.
+    /// Serves one tunnel until the HTTP connection inside it ends; `observe` records each
+    /// request (metrics, trace context, access log) when telemetry is on.
     pub(crate) async fn serve(
         &self,
         stream: H2Stream,
         peer: PeerIdentity,
         drain: CancellationToken,
+        observe: Option<InboundHttp>,
     ) {
         // Run the connection on a task of its own: hyper's connection future is `Send` only for
         // concrete types, which a spawned, non-generic future gives the compiler.
-        let task = tokio::spawn(serve_connection(self.call.clone(), stream, peer, drain));
+        let observe = observe.map(Arc::new);
+        let task = tokio::spawn(serve_connection(
+            self.call.clone(),
+            stream,
+            peer,
+            drain,
+            observe,
+        ));
         if let Err(e) = task.await {
             tracing::warn!(error = %e, "HTTP service task panicked or was cancelled");
         }
@@ -147,10 +162,33 @@ async fn serve_connection(
     stream: H2Stream,
     peer: PeerIdentity,
     drain: CancellationToken,
+    observe: Option<Arc<InboundHttp>>,
 ) {
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(peer.clone());
-        call(request)
+        let probe = observe.as_ref().map(|o| o.begin(&mut request));
+        let span = tracing::info_span!(
+            target: "mesh::http",
+            "HTTP server",
+            otel.kind = "server",
+            http.request.method = %request.method(),
+            url.path = request.uri().path(),
+            client.address = %peer.addr,
+            peer.principal = peer.id.as_str(),
+            trace_id = request.extensions().get::<TraceContext>().map(TraceContext::trace_id),
+            http.response.status_code = tracing::field::Empty,
+        );
+        let response = call(request);
+        async move {
+            let response = response.await?;
+            tracing::Span::current()
+                .record("http.response.status_code", response.status().as_u16());
+            Ok::<_, Infallible>(match probe {
+                Some(probe) => probe.respond(response),
+                None => response.map(RecordedBody::plain),
+            })
+        }
+        .instrument(span)
     });
     let builder = auto::Builder::new(TokioExecutor::new());
     let connection = builder.serve_connection(TokioIo::new(stream), service);

@@ -43,6 +43,16 @@ pub enum MeshError {
         /// The operating system's reason.
         reason: String,
     },
+    /// The admin endpoint could not start.
+    #[error(
+        "admin endpoint on {addr}: {reason}; choose another admin.listen (port 0 picks a free one)"
+    )]
+    Admin {
+        /// The configured address.
+        addr: String,
+        /// The operating system's reason.
+        reason: String,
+    },
     /// A target was not `host:port`.
     #[error("{0:?} is not host:port; write it as inventory.shop.svc.cluster.local:8080")]
     BadTarget(String),

@@ -144,6 +144,7 @@ impl Mesh {
             listen: settings.listen,
             max_concurrent_streams: settings.max_concurrent_streams,
             workload: super::workload_info(&self.inner.settings),
+            telemetry: self.recording(),
             ..HboneServerConfig::default()
         };
         let server = HboneServer::bind(self.inner.identity.tls.clone(), config, delivery)

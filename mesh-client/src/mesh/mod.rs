@@ -31,6 +31,7 @@
 //! Create it inside a tokio runtime; its background tasks (SVID refresh, discovery watches,
 //! connection pools) live until the last clone is dropped.
 
+mod admin;
 mod error;
 mod grpc;
 mod identity;
@@ -88,6 +89,8 @@ struct Inner {
     authz: Arc<policy::Policies>,
     /// Per-service connection limits for raw tunnels.
     tcp_breakers: Mutex<HashMap<String, CircuitBreaker>>,
+    /// Metrics, access logs and the admin endpoint.
+    observe: admin::Observe,
     /// Active health checking tasks (stopped with the mesh).
     _health_checks: HealthChecks,
 }
@@ -111,21 +114,24 @@ impl Mesh {
                 .map_err(|e| MeshError::Discovery(format!("load balancer: {e}")))?,
         );
         routes.set_traffic(traffic);
+        let observe = admin::Observe::new(&settings, &identity.tls, &authz);
         let hbone = HboneClient::new(
             identity.tls.clone(),
             HboneClientConfig {
                 workload: workload_info(&settings),
+                telemetry: observe.recording(),
                 ..HboneClientConfig::default()
             },
         );
         let http = ResilientClient::routed(hbone.clone(), routes.clone(), discovery.clone());
+        let http = observe.instrument(http);
         let health_checks = HealthChecks::spawn(
             config.health_checks()?,
             hbone.clone(),
             discovery.clone(),
             routes.clone(),
         );
-        Ok(Self {
+        let mesh = Self {
             inner: Arc::new(Inner {
                 settings,
                 identity,
@@ -135,9 +141,12 @@ impl Mesh {
                 http,
                 authz,
                 tcp_breakers: Mutex::new(HashMap::new()),
+                observe,
                 _health_checks: health_checks,
             }),
-        })
+        };
+        admin::start(&mesh).await?;
+        Ok(mesh)
     }
 
     /// This workload's SPIFFE ID (from its current SVID).

@@ -34,6 +34,8 @@ pub(crate) struct Policies {
     local_limit: Option<LocalRateLimiter>,
     /// Rate limits shared through Redis.
     global_limit: Option<GlobalRateLimiter>,
+    /// Where decisions and refusals are recorded (set once by the mesh).
+    telemetry: std::sync::OnceLock<crate::observe::Telemetry>,
 }
 
 fn read_limits(path: &std::path::Path, field: &str) -> Result<RateLimitConfig, MeshError> {
@@ -126,7 +128,52 @@ impl Policies {
             _jwks: jwks,
             local_limit,
             global_limit,
+            telemetry: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Records authorization decisions and rate-limit refusals in `telemetry` from now on.
+    pub(crate) fn set_telemetry(&self, telemetry: crate::observe::Telemetry) {
+        let _ = self.telemetry.set(telemetry);
+    }
+
+    /// The AuthorizationPolicies in force for this workload (`namespace/name`).
+    pub(crate) fn authorization_policies(&self) -> Vec<String> {
+        self.authorizer
+            .policies()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    /// Whether a RequestAuthentication applies (JWTs are checked).
+    pub(crate) fn authenticates(&self) -> bool {
+        !self.authenticator.is_empty()
+    }
+
+    /// Counts a decision, when policies apply (without any, every request is allowed by
+    /// default and counting it says nothing).
+    fn record_decision(&self, layer: crate::observe::Layer, decision: &Decision<'_>) {
+        if let Some(t) = self.telemetry.get()
+            && self.authorizer.policies().next().is_some()
+        {
+            let policy = decision.policy.map(ToString::to_string);
+            t.authz(layer, decision.allowed, policy.as_deref());
+        }
+    }
+
+    /// Counts a rate-limit refusal and flags the answer as Envoy does (`RL`, or `RLSE` when
+    /// the limiter failed closed).
+    fn limited(&self, mut response: Box<Response<Bytes>>, global: bool) -> Box<Response<Bytes>> {
+        let service_error = response.status() != StatusCode::TOO_MANY_REQUESTS;
+        if let Some(t) = self.telemetry.get() {
+            t.rate_limited(crate::observe::Layer::Http, global, service_error);
+        }
+        response.extensions_mut().insert(if service_error {
+            crate::observe::ResponseFlags::RATE_LIMIT_SERVICE_ERROR
+        } else {
+            crate::observe::ResponseFlags::RATE_LIMITED
+        });
+        response
     }
 
     /// Whether tunnels need checking: an authorization policy applies, or a local rate
@@ -140,6 +187,7 @@ impl Policies {
         let attributes = AuthzRequest::tcp(request.peer_addr.ip(), request.target)
             .with_principal(request.peer.clone());
         let decision = self.authorizer.evaluate(&attributes);
+        self.record_decision(crate::observe::Layer::Tcp, &decision);
         match decision.verdict() {
             // Only the local limiter can answer without waiting; a tunnel counts as one
             // request with no HTTP attributes.
@@ -149,6 +197,9 @@ impl Policies {
                     if limit.is_allowed() {
                         Verdict::Allow
                     } else {
+                        if let Some(t) = self.telemetry.get() {
+                            t.rate_limited(crate::observe::Layer::Tcp, false, false);
+                        }
                         Verdict::Deny(format!("rate limited: {limit:?}"))
                     }
                 }
@@ -225,17 +276,20 @@ impl Policies {
             subject = subject.with_auth(auth);
         }
         let decision = self.authorizer.evaluate(&subject);
+        self.record_decision(crate::observe::Layer::Http, &decision);
         match decision.verdict() {
             AuthzVerdict::Allow => {
                 self.check_limits(&subject).await?;
                 Ok(Request::from_parts(parts, body))
             }
             AuthzVerdict::Deny => {
-                tracing::info!(peer = %peer.id, reason = %describe(&decision), "HTTP request denied by policy");
-                Err(Box::new(answer(
-                    StatusCode::FORBIDDEN,
-                    "RBAC: access denied",
-                )))
+                let why = describe(&decision);
+                tracing::info!(peer = %peer.id, reason = %why, "HTTP request denied by policy");
+                let mut response = answer(StatusCode::FORBIDDEN, "RBAC: access denied");
+                response
+                    .extensions_mut()
+                    .insert(crate::observe::http::PolicyNote(format!("deny: {why}")));
+                Err(Box::new(response))
             }
             AuthzVerdict::AskProviders(_) => {
                 tracing::warn!(peer = %peer.id, "CUSTOM authorization provider is not configured; denying");
@@ -253,10 +307,12 @@ impl Policies {
     /// `x-ratelimit-*` when either refuses (500 when Redis is down and the mode is closed).
     async fn check_limits(&self, subject: &AuthzRequest) -> Result<(), Box<Response<Bytes>>> {
         if let Some(limiter) = &self.local_limit {
-            refuse_if_limited(limiter.decide(subject, SystemClock.now()))?;
+            refuse_if_limited(limiter.decide(subject, SystemClock.now()))
+                .map_err(|r| self.limited(r, false))?;
         }
         if let Some(limiter) = &self.global_limit {
-            refuse_if_limited(limiter.check(subject, SystemClock.now()).await)?;
+            refuse_if_limited(limiter.check(subject, SystemClock.now()).await)
+                .map_err(|r| self.limited(r, true))?;
         }
         Ok(())
     }

@@ -9,7 +9,7 @@ use mesh_core::{
 
 use super::{Mesh, MeshError};
 use crate::{
-    hbone::{Destination, H2Stream, TunnelError},
+    hbone::{Destination, H2Stream, TunnelError, TunnelOptions},
     http::ResolveDestination,
 };
 
@@ -47,12 +47,15 @@ impl Mesh {
                     .map_or_else(Limits::default, |p| p.breaker_limits());
                 CircuitBreaker::new(limits)
             });
-            breaker
-                .try_acquire(ResourceKind::Connection)
-                .map_err(|o| MeshError::Overflow {
+            breaker.try_acquire(ResourceKind::Connection).map_err(|o| {
+                if let Some(t) = self.recording() {
+                    t.breaker_overflow(&host, o.kind);
+                }
+                MeshError::Overflow {
                     host: host.clone(),
                     limit: o.limit,
-                })?
+                }
+            })?
         };
         let mut backoff = Backoff::new(BackoffConfig::default(), SplitMix64::from_entropy())
             .map_err(|e| MeshError::Discovery(format!("backoff: {e}")))?;
@@ -68,7 +71,12 @@ impl Mesh {
                 }
             })?;
             tried.push(dest.authority());
-            match self.inner.hbone.connect(&dest).await {
+            // Naming the service (`forwarded: ...;host=`) lets the destination attribute it.
+            let options = TunnelOptions {
+                service_host: Some(host.clone()),
+                ..TunnelOptions::default()
+            };
+            match self.inner.hbone.connect_with(&dest, &options).await {
                 Ok(stream) => {
                     routes.report(&host, dest.authority(), Outcome::LocalOriginSuccess);
                     return Ok(stream.with_guard(Box::new(permit)));

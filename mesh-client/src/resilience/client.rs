@@ -29,8 +29,10 @@ use crate::{
     discovery::Discovery,
     hbone::{HboneClient, TunnelError},
     http::{MeshConnector, UpstreamInfo},
+    observe::{Telemetry, http::OutboundProbe},
     routing::BalancedDestinations,
 };
+use tracing::Instrument;
 
 /// Per-service state shared by all requests to it.
 struct ServiceState {
@@ -57,6 +59,8 @@ pub struct ResilientClient {
     services: Arc<Mutex<HashMap<String, Arc<ServiceState>>>>,
     /// Set for clients following the traffic configuration.
     routed: Option<Arc<Routed>>,
+    /// Where requests, retries and overflows are recorded (`None`: not recorded).
+    telemetry: Option<Telemetry>,
 }
 
 /// The outcome of one attempt, judged against the policy.
@@ -109,6 +113,7 @@ impl ResilientClient {
             policy: Arc::new(policy),
             services: Arc::new(Mutex::new(HashMap::new())),
             routed: None,
+            telemetry: None,
         })
     }
 
@@ -133,7 +138,18 @@ impl ResilientClient {
             policy: Arc::new(HttpPolicy::default()),
             services: Arc::new(Mutex::new(HashMap::new())),
             routed: Some(Arc::new(Routed::new(hbone, routes, discovery))),
+            telemetry: None,
         }
+    }
+
+    /// Records every request (Istio's `reporter="source"` metrics, access log), retry and
+    /// overflow in `telemetry`, and propagates W3C trace context: a request's `traceparent`
+    /// is continued with a client span (a new trace is started when it has none) and sent on
+    /// the request and the HBONE CONNECT.
+    #[must_use]
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = Some(telemetry);
+        self
     }
 
     fn state(&self, key: &str, policy: &HttpPolicy) -> Result<Arc<ServiceState>, RequestError> {
@@ -164,7 +180,47 @@ impl ResilientClient {
     /// `x-envoy-expected-rq-timeout-ms` header, and a request that already carries that header
     /// (a service passing on the budget of the request it is serving) is given at most that
     /// long, even when the route allows more.
+    ///
+    /// With [`with_telemetry`](Self::with_telemetry), the request is recorded and its trace
+    /// context continued (see there).
     pub async fn request(
+        &self,
+        mut request: Request<Bytes>,
+    ) -> Result<Response<Incoming>, RequestError> {
+        let Some(telemetry) = &self.telemetry else {
+            return self.send_request(request).await;
+        };
+        let probe = OutboundProbe::begin(telemetry, &mut request);
+        let service = request
+            .uri()
+            .host()
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default();
+        let span = tracing::info_span!(
+            target: "mesh::http",
+            "HTTP client",
+            otel.kind = "client",
+            http.request.method = %request.method(),
+            server.address = service.as_str(),
+            url.path = request.uri().path(),
+            traceparent = request
+                .headers()
+                .get(crate::observe::TRACEPARENT)
+                .and_then(|v| v.to_str().ok()),
+            http.response.status_code = tracing::field::Empty,
+        );
+        let result = self.send_request(request).instrument(span.clone()).await;
+        match &result {
+            Ok(response) => {
+                span.record("http.response.status_code", response.status().as_u16());
+                probe.finish(&service, Ok(response));
+            }
+            Err(e) => probe.finish::<Incoming>(&service, Err(super::error::envoy_failure(e))),
+        }
+        result
+    }
+
+    async fn send_request(
         &self,
         mut request: Request<Bytes>,
     ) -> Result<Response<Incoming>, RequestError> {
@@ -196,7 +252,12 @@ impl ResilientClient {
         let _request_permit = state
             .breaker
             .try_acquire(ResourceKind::Request)
-            .map_err(|o| overflow(&key, o))?;
+            .map_err(|o| {
+                if let Some(t) = &self.telemetry {
+                    t.breaker_overflow(&key, o.kind);
+                }
+                overflow(&key, o)
+            })?;
         let policy = &*policy;
         let started = Instant::now();
         // A deadline the caller passes on (say, what is left of its own inbound request's)
@@ -284,13 +345,22 @@ impl ResilientClient {
                 .unwrap_or_else(PoisonError::into_inner)
                 .try_retry(SystemClock.now())
                 .is_ok();
+            let key = || target.map_or_else(|| host.to_owned(), Target::state_key);
             if !budget_ok {
                 tracing::debug!(host, "retry budget exhausted; returning the last result");
+                if let Some(t) = &self.telemetry {
+                    t.retry_budget_exhausted(&key());
+                }
                 return finish(host, attempts_made.load(Ordering::Relaxed), last);
             }
             match state.breaker.try_acquire(ResourceKind::Retry) {
                 Ok(permit) => _retry_permit = Some(permit),
-                Err(_) => return finish(host, attempts_made.load(Ordering::Relaxed), last),
+                Err(o) => {
+                    if let Some(t) = &self.telemetry {
+                        t.breaker_overflow(&key(), o.kind);
+                    }
+                    return finish(host, attempts_made.load(Ordering::Relaxed), last);
+                }
             }
             let delay = backoff.next_delay();
             if deadline.is_some_and(|d| Instant::now() + delay >= d) {
@@ -298,6 +368,9 @@ impl ResilientClient {
                 return finish(host, attempts_made.load(Ordering::Relaxed), last);
             }
             drop(last);
+            if let Some(t) = &self.telemetry {
+                t.retry(&key());
+            }
             tokio::time::sleep(delay).await;
         }
     }

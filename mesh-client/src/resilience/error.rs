@@ -49,3 +49,48 @@ pub enum RequestError {
     #[error("invalid request: {0}")]
     Invalid(String),
 }
+
+/// How Envoy would answer and flag a request that failed this way: the status recorded in
+/// `response_code` and the response flags (`(0, _)`: the request was never formed; not
+/// recorded).
+pub(crate) fn envoy_failure(e: &RequestError) -> (u16, crate::observe::ResponseFlags) {
+    use crate::observe::ResponseFlags as F;
+    match e {
+        RequestError::Overflow { .. } => (503, F::UPSTREAM_OVERFLOW),
+        RequestError::Timeout { .. } => (504, F::UPSTREAM_REQUEST_TIMEOUT),
+        RequestError::NoRoute(_) => (404, F::NO_ROUTE_FOUND),
+        RequestError::Failed {
+            attempts, source, ..
+        } => {
+            let mut flags = if source.to_string().starts_with("no reachable endpoint")
+                || source.to_string().contains("no mesh destination is known")
+            {
+                F::NO_HEALTHY_UPSTREAM
+            } else if find::<crate::hbone::TunnelError>(source.as_ref()).is_some() {
+                F::UPSTREAM_CONNECTION_FAILURE
+            } else if source.to_string().contains("timed out") {
+                F::UPSTREAM_REQUEST_TIMEOUT
+            } else {
+                F::UPSTREAM_CONNECTION_TERMINATION
+            };
+            if *attempts > 1 {
+                flags |= F::UPSTREAM_RETRY_LIMIT_EXCEEDED;
+            }
+            (503, flags)
+        }
+        RequestError::Invalid(_) => (0, F::NONE),
+    }
+}
+
+fn find<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut current = Some(e);
+    while let Some(error) = current {
+        if let Some(found) = error.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = error.source();
+    }
+    None
+}

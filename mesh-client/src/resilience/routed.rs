@@ -46,9 +46,9 @@ pub(super) struct Routed {
     /// HTTP/1.1: hyper's pool, keyed by the endpoint (the request is addressed to the
     /// endpoint's `ip:port`, with `Host` naming the service), dialing through `endpoints`.
     http1: Client<EndpointConnector, Full<Bytes>>,
-    endpoints: Arc<Mutex<HashMap<SocketAddr, Destination>>>,
-    /// HTTP/2: one multiplexed connection per endpoint.
-    http2: Mutex<HashMap<SocketAddr, http2::SendRequest<Full<Bytes>>>>,
+    endpoints: Arc<Mutex<HashMap<SocketAddr, (Destination, String)>>>,
+    /// HTTP/2: one multiplexed connection per endpoint, and who answers on it.
+    http2: Mutex<HashMap<SocketAddr, (http2::SendRequest<Full<Bytes>>, UpstreamInfo)>>,
 }
 
 impl Routed {
@@ -77,7 +77,8 @@ impl Routed {
 #[derive(Clone)]
 struct EndpointConnector {
     hbone: HboneClient,
-    endpoints: Arc<Mutex<HashMap<SocketAddr, Destination>>>,
+    /// Each endpoint's destination and the service it was picked for.
+    endpoints: Arc<Mutex<HashMap<SocketAddr, (Destination, String)>>>,
 }
 
 impl tower::Service<Uri> for EndpointConnector {
@@ -102,14 +103,20 @@ impl tower::Service<Uri> for EndpointConnector {
             });
         let hbone = self.hbone.clone();
         Box::pin(async move {
-            let dest = dest.ok_or_else(|| {
+            let (dest, service) = dest.ok_or_else(|| {
                 TunnelError::InvalidRequest(format!("{uri}: not an endpoint picked by the mesh"))
             })?;
-            let stream = hbone.connect(&dest).await?;
+            // Naming the service (`forwarded: ...;host=`) lets the destination attribute it.
+            let options = crate::hbone::TunnelOptions {
+                service_host: Some(service.clone()),
+                ..crate::hbone::TunnelOptions::default()
+            };
+            let stream = hbone.connect_with(&dest, &options).await?;
             let upstream = UpstreamInfo {
-                host: dest.authority().to_string(),
+                host: service,
                 endpoint: dest.authority(),
                 peer: stream.peer_identity().cloned(),
+                peer_baggage: stream.peer_baggage().cloned(),
             };
             Ok(MeshStream::new(stream, upstream))
         })
@@ -270,12 +277,15 @@ impl Routed {
         };
         let endpoint = dest.authority();
         let sent = if target.http2 {
-            let sender = match self.http2_sender(&dest).await {
+            let (mut sender, upstream) = match self.http2_sender(&dest, target, &request).await {
                 Ok(sender) => sender,
                 Err(e) => return Err(self.before_sending(target, endpoint, e)),
             };
-            let mut sender = sender;
-            sender.send_request(request).await
+            // As hyper's pooled client does for HTTP/1.1: callers see who answered.
+            sender.send_request(request).await.map(|mut response| {
+                response.extensions_mut().insert(upstream);
+                response
+            })
         } else {
             // HTTP/1.1 through hyper's pool: addressed to the endpoint, Host names the service.
             if !request.headers().contains_key(HOST) {
@@ -300,7 +310,7 @@ impl Routed {
             self.endpoints
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .insert(endpoint, dest.clone());
+                .insert(endpoint, (dest.clone(), target.host.clone()));
             match self.http1.request(request).await {
                 Ok(response) => Ok(response),
                 Err(e) if e.is_connect() => {
@@ -341,19 +351,37 @@ impl Routed {
     async fn http2_sender(
         &self,
         dest: &Destination,
-    ) -> Result<http2::SendRequest<Full<Bytes>>, TunnelError> {
+        target: &Target,
+        request: &Request<Full<Bytes>>,
+    ) -> Result<(http2::SendRequest<Full<Bytes>>, UpstreamInfo), TunnelError> {
         let endpoint = dest.authority();
         if let Some(sender) = self
             .http2
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&endpoint)
-            .filter(|s| !s.is_closed())
+            .filter(|(s, _)| !s.is_closed())
             .cloned()
         {
             return Ok(sender);
         }
-        let stream = self.hbone.connect(dest).await?;
+        // The CONNECT names the service and carries the trace of the request opening it.
+        let options = crate::hbone::TunnelOptions {
+            service_host: Some(target.host.clone()),
+            traceparent: request
+                .headers()
+                .get(crate::observe::TRACEPARENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            ..crate::hbone::TunnelOptions::default()
+        };
+        let stream = self.hbone.connect_with(dest, &options).await?;
+        let upstream = UpstreamInfo {
+            host: target.host.clone(),
+            endpoint,
+            peer: stream.peer_identity().cloned(),
+            peer_baggage: stream.peer_baggage().cloned(),
+        };
         let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
             .await
             .map_err(|e| {
@@ -363,8 +391,8 @@ impl Routed {
         self.http2
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(endpoint, sender.clone());
-        Ok(sender)
+            .insert(endpoint, (sender.clone(), upstream.clone()));
+        Ok((sender, upstream))
     }
 
     fn before_sending(&self, target: &Target, endpoint: SocketAddr, e: TunnelError) -> SendError {

@@ -83,7 +83,15 @@ async fn establish(
     let Ok(local_addr) = tcp.local_addr() else {
         return None;
     };
-    let (tls, peer) = match shared.tls.accept(tcp).await {
+    let accepted = shared.tls.accept(tcp).await;
+    if let Some(telemetry) = &shared.config.telemetry {
+        let outcome = accepted
+            .as_ref()
+            .map(|_| ())
+            .map_err(crate::observe::handshake_reason);
+        telemetry.handshake(crate::observe::Direction::Inbound, outcome);
+    }
+    let (tls, peer) = match accepted {
         Ok(accepted) => accepted,
         Err(e) => {
             tracing::info!(%peer_addr, error = %e, "inbound mTLS handshake failed");

@@ -116,6 +116,8 @@ pub struct HboneServerConfig {
     pub keepalive_timeout: Duration,
     /// Describes this workload in the 200 answer's `baggage` header.
     pub workload: WorkloadInfo,
+    /// Where handshakes, tunnels and HTTP requests are recorded (`None`: not recorded).
+    pub telemetry: Option<crate::observe::Telemetry>,
 }
 
 impl Default for HboneServerConfig {
@@ -131,6 +133,7 @@ impl Default for HboneServerConfig {
             keepalive_interval: settings::KEEPALIVE_INTERVAL,
             keepalive_timeout: settings::KEEPALIVE_TIMEOUT,
             workload: WorkloadInfo::default(),
+            telemetry: None,
         }
     }
 }
@@ -204,6 +207,10 @@ impl HboneServer {
             connections: AtomicUsize::new(0),
             tunnels: AtomicUsize::new(0),
         });
+        if let Some(telemetry) = &shared.config.telemetry {
+            let weak = Arc::downgrade(&shared);
+            telemetry.add_state_source(weak);
+        }
         let accept_stop = CancellationToken::new();
         tokio::spawn(accept_loop(listener, shared.clone(), accept_stop.clone()));
         Ok(Self {
@@ -264,6 +271,13 @@ impl fmt::Debug for HboneServer {
             .field("local_addr", &self.local_addr)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
+    }
+}
+
+impl crate::observe::StateSource for Shared {
+    fn report(&self, report: &mut crate::observe::StateReport) {
+        report.inbound_connections += self.connections.load(Ordering::Relaxed);
+        report.inbound_tunnels += self.tunnels.load(Ordering::Relaxed);
     }
 }
 

@@ -10,7 +10,7 @@ use mesh_core::SpiffeId;
 use super::{
     Delivery, ForwardTo, InboundRequest, InboundTunnel, Shared, Verdict, connection::TunnelGuard,
 };
-use crate::{hbone::H2Stream, net};
+use crate::{hbone::H2Stream, net, observe::ResponseFlags};
 
 /// Buffer size for each direction of a forwarded tunnel; large enough for h2's big DATA frames.
 const COPY_BUFFER: usize = 64 * 1024;
@@ -79,12 +79,30 @@ pub(crate) async fn handle(
     });
     if let Verdict::Deny(reason) = verdict {
         tracing::info!(peer = %conn.peer, %target, reason, "HBONE tunnel denied by policy");
+        log_refusal(
+            &shared,
+            &conn,
+            target,
+            &request,
+            401,
+            ResponseFlags::NONE,
+            Some(reason),
+        );
         return respond(responder, StatusCode::UNAUTHORIZED, "denied by policy");
     }
 
     match Route::of(&shared.delivery, target) {
         Route::Forward(upstream_addr) => {
             let Some(upstream_addr) = upstream_addr else {
+                log_refusal(
+                    &shared,
+                    &conn,
+                    target,
+                    &request,
+                    503,
+                    ResponseFlags::NO_ROUTE_FOUND,
+                    None,
+                );
                 return respond(
                     responder,
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -95,6 +113,8 @@ pub(crate) async fn handle(
                 Ok(tcp) => tcp,
                 Err(e) => {
                     tracing::info!(%upstream_addr, error = %e, "HBONE target unreachable");
+                    let flags = ResponseFlags::UPSTREAM_CONNECTION_FAILURE;
+                    log_refusal(&shared, &conn, target, &request, 503, flags, None);
                     return respond(
                         responder,
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -102,12 +122,22 @@ pub(crate) async fn handle(
                     );
                 }
             };
+            let meter = meter(&shared, &conn, target, request.headers());
             let Some(stream) = accept(request, responder, &shared) else {
                 return;
             };
-            bridge(stream, upstream).await;
+            bridge(stream.with_meter(meter), upstream).await;
         }
         Route::Http(service) => {
+            let meter = meter(&shared, &conn, target, request.headers());
+            let observe = shared.config.telemetry.as_ref().map(|t| {
+                crate::observe::http::InboundHttp::new(
+                    t.clone(),
+                    conn.peer.clone(),
+                    conn.peer_addr,
+                    request.headers(),
+                )
+            });
             let Some(stream) = accept(request, responder, &shared) else {
                 return;
             };
@@ -116,15 +146,18 @@ pub(crate) async fn handle(
                 addr: conn.peer_addr,
                 target,
             };
+            let stream = stream.with_peer(conn.peer).with_meter(meter);
             service
-                .serve(stream.with_peer(conn.peer), peer, shared.drain.clone())
+                .serve(stream, peer, shared.drain.clone(), observe)
                 .await;
         }
         Route::Handler(handler) => {
             let headers = request.headers().clone();
+            let meter = meter(&shared, &conn, target, &headers);
             let Some(stream) = accept(request, responder, &shared) else {
                 return;
             };
+            let stream = stream.with_meter(meter);
             handler(InboundTunnel {
                 peer: conn.peer,
                 peer_addr: conn.peer_addr,
@@ -134,6 +167,84 @@ pub(crate) async fn handle(
             });
         }
     }
+}
+
+/// The service a tunnel is for, when the client named it (`forwarded: ...;host=`).
+fn forwarded_host(headers: &http::HeaderMap) -> &str {
+    headers
+        .get(http::header::FORWARDED)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.split([';', ','])
+                .find_map(|part| part.trim().strip_prefix("host="))
+        })
+        .map(|host| host.trim_matches('"'))
+        .unwrap_or(crate::observe::UNKNOWN)
+}
+
+/// The meter of an accepted tunnel (TCP metrics as the destination), when telemetry is on.
+fn meter(
+    shared: &Shared,
+    conn: &ConnInfo,
+    target: SocketAddr,
+    headers: &http::HeaderMap,
+) -> Option<crate::observe::TunnelMeter> {
+    let telemetry = shared.config.telemetry.as_ref()?;
+    let flow = telemetry.flow(
+        crate::observe::Reporter::Destination,
+        crate::observe::RequestProtocol::Tcp,
+        forwarded_host(headers),
+        Some(&conn.peer),
+        headers.get("baggage"),
+    );
+    let record = telemetry
+        .access_log_enabled()
+        .then(|| tunnel_record(conn, target, headers, 200));
+    Some(crate::observe::TunnelMeter::open(flow, telemetry, record))
+}
+
+fn tunnel_record(
+    conn: &ConnInfo,
+    target: SocketAddr,
+    headers: &http::HeaderMap,
+    code: u16,
+) -> crate::observe::AccessRecord {
+    let service = forwarded_host(headers);
+    crate::observe::AccessRecord {
+        direction: "inbound",
+        method: "CONNECT".to_owned(),
+        protocol: "TCP",
+        response_code: code,
+        authority: Some(target.to_string()),
+        upstream_cluster: (service != crate::observe::UNKNOWN).then(|| service.to_owned()),
+        downstream_remote_address: Some(conn.peer_addr),
+        downstream_peer_principal: Some(conn.peer.as_str().to_owned()),
+        trace_id: crate::observe::TraceContext::from_headers(headers).map(|t| t.trace_id()),
+        ..crate::observe::AccessRecord::default()
+    }
+}
+
+/// Writes the access log line of a refused tunnel.
+fn log_refusal<B>(
+    shared: &Shared,
+    conn: &ConnInfo,
+    target: SocketAddr,
+    request: &Request<B>,
+    code: u16,
+    flags: ResponseFlags,
+    authz: Option<String>,
+) {
+    let Some(telemetry) = shared.config.telemetry.as_ref() else {
+        return;
+    };
+    if !telemetry.access_log_enabled() {
+        return;
+    }
+    let mut record = tunnel_record(conn, target, request.headers(), code);
+    record.start_time = crate::observe::now_rfc3339();
+    record.response_flags = flags.to_string();
+    record.authz = authz.map(|reason| format!("deny: {reason}"));
+    telemetry.log(record);
 }
 
 /// Where one tunnel goes, once a [`Delivery`] is applied to its target.

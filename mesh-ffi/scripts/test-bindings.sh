@@ -8,23 +8,25 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here/.."
-cargo build -p mesh-ffi
+cargo build -p mesh-ffi --lib --example echo_service
 target="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 lib="$target/debug"
 export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export MESH_FFI_LIB="$lib/libmesh_ffi.so"
+# The cross-language tests start a native Rust service and a Python server.
+export MESH_FFI_RUST_ECHO="$lib/examples/echo_service"
+PYTHON=python3
+if ! python3 -c 'import pytest' 2>/dev/null && [[ -x /usr/bin/python3 ]]; then
+    PYTHON=/usr/bin/python3 # Debian's, with python3-pytest/python3-httpx; an earlier python3 may lack them
+fi
+export MESH_FFI_PYTHON="$PYTHON"
 
 run_go() {
     (cd "$here/go" && CGO_ENABLED=1 CGO_LDFLAGS="-L$lib" go test -race -count=1 ./...)
 }
 
 run_python() {
-    # Debian's interpreter has python3-pytest/python3-httpx; a python3 earlier on PATH may not.
-    local py=python3
-    if ! python3 -c 'import pytest' 2>/dev/null && [[ -x /usr/bin/python3 ]]; then
-        py=/usr/bin/python3
-    fi
-    (cd "$here/python" && "$py" -m pytest -q tests)
+    (cd "$here/python" && "$PYTHON" -m pytest -q tests)
 }
 
 case "${1:-all}" in

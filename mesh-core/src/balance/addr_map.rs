@@ -1,18 +1,15 @@
-//! Hash maps keyed by [`SocketAddr`] with a fast, fixed hasher, for per-request lookups.
+//! Hash sets of [`SocketAddr`] with a fast, fixed hasher.
 //!
-//! Balancers and the outlier detector resolve an endpoint's address to its state on every
-//! request. `std`'s default SipHash costs tens of nanoseconds per `SocketAddr`; the keys here
-//! come from service discovery (the control plane), not from request data an attacker chooses,
-//! so flooding resistance is not needed and a multiply-fold hasher does the job in a few.
+//! `std`'s default SipHash costs tens of nanoseconds per `SocketAddr`; the keys here come from
+//! service discovery (the control plane), not from request data an attacker chooses, so
+//! flooding resistance is not needed and a multiply-fold hasher does the job in a few. (Lookups
+//! on the request path use [`AddrIndex`](super::AddrIndex), which needs no key storage.)
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     hash::{BuildHasherDefault, Hasher},
     net::SocketAddr,
 };
-
-/// A map from endpoint address to `V`, hashed with [`AddrHasher`].
-pub(crate) type AddrMap<V> = HashMap<SocketAddr, V, BuildHasherDefault<AddrHasher>>;
 
 /// A set of endpoint addresses, hashed with [`AddrHasher`].
 pub(crate) type AddrSet = HashSet<SocketAddr, BuildHasherDefault<AddrHasher>>;
@@ -108,7 +105,7 @@ mod tests {
 
     #[test]
     fn maps_find_what_was_inserted() {
-        let mut map = AddrMap::default();
+        let mut map = std::collections::HashMap::<_, _, BuildHasherDefault<AddrHasher>>::default();
         let addrs: Vec<SocketAddr> = (0..2000u32)
             .map(|i| SocketAddr::from(([10, (i >> 8) as u8, i as u8, 1], 8080)))
             .chain([

@@ -1,7 +1,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use super::{
-    AddrMap, AddrSet, Algorithm, Balancer, PickContext, PriorityConfig, PriorityLoad,
+    AddrIndex, AddrSet, Algorithm, Balancer, PickContext, PriorityConfig, PriorityLoad,
     priority::Priorities,
 };
 use crate::model::Endpoint;
@@ -42,7 +42,7 @@ pub struct LoadBalancer<A> {
     config: PriorityConfig,
     endpoints: Arc<[Endpoint]>,
     /// First index of each address in `endpoints`.
-    index_of: AddrMap<usize>,
+    index_of: AddrIndex,
     ejected: AddrSet,
     /// `None` when the endpoint set or ejections changed since the last pick.
     priorities: Option<Priorities>,
@@ -68,7 +68,7 @@ impl<A: Algorithm> LoadBalancer<A> {
             algorithm,
             config,
             endpoints: Arc::from(Vec::new()),
-            index_of: AddrMap::default(),
+            index_of: AddrIndex::default(),
             ejected: AddrSet::default(),
             priorities: None,
             generation: 0,
@@ -98,6 +98,14 @@ impl<A: Algorithm> LoadBalancer<A> {
         self.ejected.contains(&address)
     }
 
+    /// The first index of `address` in the endpoint set.
+    #[inline]
+    fn index(&self, address: SocketAddr) -> Option<usize> {
+        let endpoints = &self.endpoints;
+        self.index_of
+            .get(address, |i| endpoints.get(i).map(|e| e.address))
+    }
+
     fn priorities(&mut self) -> &mut Priorities {
         let Self {
             priorities,
@@ -124,20 +132,17 @@ impl<A: Algorithm> Balancer for LoadBalancer<A> {
             // Re-sent unchanged: keep caches (hash rings, Maglev tables) warm.
             return;
         }
-        let previous: Vec<Option<usize>> = endpoints
-            .iter()
-            .map(|e| self.index_of.get(&e.address).copied())
-            .collect();
+        let previous: Vec<Option<usize>> =
+            endpoints.iter().map(|e| self.index(e.address)).collect();
         self.algorithm.update(&endpoints, &previous);
-        self.index_of.clear();
-        for (i, endpoint) in endpoints.iter().enumerate() {
-            self.index_of.entry(endpoint.address).or_insert(i);
-        }
-        self.distinct = self.index_of.len() == endpoints.len();
+        let address_at = |i: usize| endpoints.get(i).map(|e| e.address);
+        let index_of = AddrIndex::new(endpoints.len(), address_at);
+        self.distinct = index_of.len() == endpoints.len();
         self.last_pick = usize::MAX;
         // The outlier detector forgets removed endpoints too; keep the two in step.
-        let index_of = &self.index_of;
-        self.ejected.retain(|a| index_of.contains_key(a));
+        self.ejected
+            .retain(|&a| index_of.get(a, address_at).is_some());
+        self.index_of = index_of;
         self.endpoints = endpoints;
         self.priorities = None;
     }
@@ -158,7 +163,7 @@ impl<A: Algorithm> Balancer for LoadBalancer<A> {
     }
 
     fn set_ejected(&mut self, address: SocketAddr, ejected: bool) -> bool {
-        if !self.index_of.contains_key(&address) {
+        if self.index(address).is_none() {
             return false;
         }
         let changed = if ejected {
@@ -184,7 +189,7 @@ impl<A: Algorithm> Balancer for LoadBalancer<A> {
                 .is_some_and(|e| e.address == address);
         if hinted {
             self.algorithm.on_start(last);
-        } else if let Some(&i) = self.index_of.get(&address) {
+        } else if let Some(i) = self.index(address) {
             self.algorithm.on_start(i);
         }
     }
@@ -193,7 +198,7 @@ impl<A: Algorithm> Balancer for LoadBalancer<A> {
         if !self.tracks_requests {
             return;
         }
-        if let Some(&i) = self.index_of.get(&address) {
+        if let Some(i) = self.index(address) {
             self.algorithm.on_complete(i, latency);
         }
     }

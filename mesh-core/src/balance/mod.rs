@@ -19,6 +19,7 @@
 //! [`Policy`] builds any of them from a `DestinationRule`-shaped choice. Time and randomness are
 //! injected ([`Clock`](crate::clock::Clock), [`Rng`](crate::rng::Rng)), so tests are exact.
 
+mod addr_index;
 mod addr_map;
 mod algorithm;
 mod balancer;
@@ -38,7 +39,8 @@ mod smooth_weighted;
 mod weight_aware;
 mod weighted_fair;
 
-pub(crate) use addr_map::{AddrMap, AddrSet};
+pub(crate) use addr_index::AddrIndex;
+pub(crate) use addr_map::AddrSet;
 pub use algorithm::{Algorithm, Candidates, SLOTS};
 pub use balancer::{Balancer, PickContext};
 pub use error::BalanceConfigError;

@@ -120,21 +120,29 @@ pub struct RetryBudget {
     /// The latest time seen; earlier timestamps are treated as this one, so a clock stepping
     /// back can never forget retries already granted.
     latest: Timestamp,
+    /// `latest`'s epoch, and the nanosecond at which the next one begins: most requests fall in
+    /// the epoch of the one before, which this answers without a division.
+    epoch: u64,
+    epoch_end: u64,
 }
 
 impl RetryBudget {
     /// A budget with nothing recorded yet.
     pub fn new(config: RetryBudgetConfig) -> Result<Self, RetryBudgetConfigError> {
         config.validate()?;
+        let bucket_nanos = (duration_nanos(config.window) / BUCKETS as u64).max(1);
         Ok(Self {
             config,
-            bucket_nanos: (duration_nanos(config.window) / BUCKETS as u64).max(1),
+            bucket_nanos,
             buckets: [Bucket::default(); BUCKETS],
             latest: Timestamp::ZERO,
+            epoch: 0,
+            epoch_end: bucket_nanos,
         })
     }
 
     /// Counts an original request (not a retry).
+    #[inline]
     pub fn record_request(&mut self, now: Timestamp) {
         let bucket = self.current(now);
         bucket.requests = bucket.requests.saturating_add(1);
@@ -172,9 +180,19 @@ impl RetryBudget {
     }
 
     /// The epoch (bucket-length period) for `now`, never earlier than one already seen.
+    #[inline]
     fn epoch(&mut self, now: Timestamp) -> u64 {
-        self.latest = self.latest.max(now);
-        self.latest.as_nanos() / self.bucket_nanos
+        if now > self.latest {
+            self.latest = now;
+            if now.as_nanos() >= self.epoch_end {
+                self.epoch = now.as_nanos() / self.bucket_nanos;
+                self.epoch_end = self
+                    .epoch
+                    .saturating_add(1)
+                    .saturating_mul(self.bucket_nanos);
+            }
+        }
+        self.epoch
     }
 
     /// Requests and retries in the buckets of the current window.
@@ -187,6 +205,7 @@ impl RetryBudget {
     }
 
     /// The bucket for `now`, emptied first if it last held an older period.
+    #[inline]
     fn current(&mut self, now: Timestamp) -> &mut Bucket {
         let epoch = self.epoch(now);
         let index = (epoch % BUCKETS as u64) as usize;
@@ -269,6 +288,34 @@ mod tests {
             b.try_retry(at(50.0)).is_err(),
             "the retry was not forgotten"
         );
+    }
+
+    #[test]
+    fn epochs_follow_time_across_bucket_edges() {
+        let mut b = budget(100, 0);
+        let bucket = 1_000_000_000u64;
+        for nanos in [
+            0,
+            1,
+            bucket - 1,
+            bucket,
+            bucket + 1,
+            7 * bucket - 1,
+            7 * bucket,
+            u64::MAX,
+        ] {
+            let at = Timestamp::from_nanos(nanos);
+            assert_eq!(b.epoch(at), nanos / bucket, "{nanos}");
+            // Earlier times stay in the latest epoch.
+            assert_eq!(b.epoch(Timestamp::ZERO), nanos / bucket);
+        }
+        // Ten requests spread over 9.99 s all count; a bucket later the first has expired.
+        let mut b = budget(100, 0);
+        for i in 0..10 {
+            b.record_request(Timestamp::from_nanos(i * bucket + bucket - 1));
+        }
+        assert_eq!(b.remaining(Timestamp::from_nanos(10 * bucket - 1)), 10);
+        assert_eq!(b.remaining(Timestamp::from_nanos(10 * bucket)), 9);
     }
 
     #[test]

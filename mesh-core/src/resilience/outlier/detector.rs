@@ -5,7 +5,7 @@ use super::{
     host::HostState,
     statistics::{Sample, failure_percentage_outliers, success_rate_outliers},
 };
-use crate::clock::Timestamp;
+use crate::{balance::AddrIndex, clock::Timestamp};
 
 /// Why an endpoint was ejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -102,6 +102,11 @@ impl OutlierStats {
 /// fuzzers drive it with plain [`Timestamp`]s. Endpoints are kept in address order, so which
 /// endpoints win when the percentage cap bites is deterministic.
 ///
+/// The per-request calls cost O(1) whatever the number of endpoints: [`record`](Self::record)
+/// is one hash lookup, and [`next_deadline`](Self::next_deadline) (which a caller may check on
+/// every request) is kept up to date rather than searched for. Only
+/// [`tick`](Self::tick) and [`set_endpoints`](Self::set_endpoints) walk the endpoints.
+///
 /// ```
 /// use std::time::Duration;
 /// use mesh_core::clock::Timestamp;
@@ -122,7 +127,14 @@ impl OutlierStats {
 #[derive(Clone, Debug)]
 pub struct OutlierDetector {
     config: OutlierConfig,
-    hosts: BTreeMap<SocketAddr, HostState>,
+    /// Endpoints in address order, with their state.
+    hosts: Vec<(SocketAddr, HostState)>,
+    /// Position of each address in `hosts`.
+    index: AddrIndex,
+    /// Number of ejected hosts.
+    ejected: usize,
+    /// The earliest end of an ejection, if any host is ejected.
+    next_return: Option<Timestamp>,
     next_interval: Timestamp,
     stats: OutlierStats,
 }
@@ -133,7 +145,10 @@ impl OutlierDetector {
         config.validate()?;
         Ok(Self {
             config,
-            hosts: BTreeMap::new(),
+            hosts: Vec::new(),
+            index: AddrIndex::default(),
+            ejected: 0,
+            next_return: None,
             next_interval: now + config.interval,
             stats: OutlierStats::default(),
         })
@@ -147,11 +162,36 @@ impl OutlierDetector {
     /// Sets the endpoints to watch. State is kept for endpoints that remain; removed endpoints
     /// are forgotten, ejection included (the balancer forgets them too).
     pub fn set_endpoints(&mut self, addresses: impl IntoIterator<Item = SocketAddr>) {
-        let mut old = std::mem::take(&mut self.hosts);
-        self.hosts = addresses
+        let mut old: BTreeMap<SocketAddr, HostState> =
+            std::mem::take(&mut self.hosts).into_iter().collect();
+        // Collected by address: a repeated address keeps the state of its last mention.
+        let hosts: BTreeMap<SocketAddr, HostState> = addresses
             .into_iter()
             .map(|a| (a, old.remove(&a).unwrap_or_default()))
             .collect();
+        self.hosts = hosts.into_iter().collect();
+        let hosts = &self.hosts;
+        self.index = AddrIndex::new(hosts.len(), |i| hosts.get(i).map(|(a, _)| *a));
+        self.recount();
+    }
+
+    /// Recomputes the ejected count and the earliest return after hosts changed wholesale.
+    fn recount(&mut self) {
+        let ends = self.hosts.iter().filter_map(|(_, h)| h.ejected_until);
+        self.ejected = ends.clone().count();
+        self.next_return = ends.min();
+    }
+
+    /// The position of `address` in `hosts`.
+    #[inline]
+    fn position(&self, address: SocketAddr) -> Option<usize> {
+        let hosts = &self.hosts;
+        self.index.get(address, |i| hosts.get(i).map(|(a, _)| *a))
+    }
+
+    fn host_mut(&mut self, address: SocketAddr) -> Option<&mut HostState> {
+        let i = self.position(address)?;
+        self.hosts.get_mut(i).map(|(_, h)| h)
     }
 
     /// Records an outcome for `address`; returns the ejection it caused, if any. Outcomes for
@@ -162,7 +202,8 @@ impl OutlierDetector {
         outcome: Outcome,
         now: Timestamp,
     ) -> Option<OutlierEvent> {
-        let host = self.hosts.get_mut(&address)?;
+        let i = self.position(address)?;
+        let (_, host) = self.hosts.get_mut(i)?;
         let reason = host.record(outcome, &self.config)?;
         if host.is_ejected() {
             return None;
@@ -176,17 +217,21 @@ impl OutlierDetector {
     pub fn tick(&mut self, now: Timestamp) -> Vec<OutlierEvent> {
         let interval_due = now >= self.next_interval;
         let mut events = Vec::new();
-        for (&address, host) in &mut self.hosts {
-            match host.ejected_until {
-                Some(until) if until <= now => {
-                    host.uneject();
-                    events.push(OutlierEvent::Unejected { address });
+        let returns_due = self.next_return.is_some_and(|t| t <= now);
+        if interval_due || returns_due {
+            for (address, host) in &mut self.hosts {
+                match host.ejected_until {
+                    Some(until) if until <= now => {
+                        host.uneject();
+                        events.push(OutlierEvent::Unejected { address: *address });
+                    }
+                    Some(_) => {}
+                    // A healthy interval brings the next ejection time back down.
+                    None if interval_due => host.backoff = host.backoff.saturating_sub(1),
+                    None => {}
                 }
-                Some(_) => {}
-                // A healthy interval brings the next ejection time back down.
-                None if interval_due => host.backoff = host.backoff.saturating_sub(1),
-                None => {}
             }
+            self.recount();
         }
         if interval_due {
             self.next_interval = now + self.config.interval;
@@ -197,15 +242,14 @@ impl OutlierDetector {
 
     /// When [`tick`](Self::tick) next has work: the end of the interval or of an ejection.
     pub fn next_deadline(&self) -> Timestamp {
-        self.hosts
-            .values()
-            .filter_map(|h| h.ejected_until)
-            .fold(self.next_interval, Timestamp::min)
+        self.next_return
+            .map_or(self.next_interval, |t| t.min(self.next_interval))
     }
 
     /// Whether `address` is ejected.
     pub fn is_ejected(&self, address: SocketAddr) -> bool {
-        self.hosts.get(&address).is_some_and(HostState::is_ejected)
+        let host = self.position(address).and_then(|i| self.hosts.get(i));
+        host.is_some_and(|(_, h)| h.is_ejected())
     }
 
     /// The ejected endpoints, in address order.
@@ -213,12 +257,12 @@ impl OutlierDetector {
         self.hosts
             .iter()
             .filter(|(_, h)| h.is_ejected())
-            .map(|(&a, _)| a)
+            .map(|(a, _)| *a)
     }
 
     /// Number of ejected endpoints.
     pub fn ejected_count(&self) -> usize {
-        self.ejected().count()
+        self.ejected
     }
 
     /// Ejection counters.
@@ -229,12 +273,12 @@ impl OutlierDetector {
     /// Judges the interval that just ended and starts a new one.
     fn evaluate_interval(&mut self, now: Timestamp) -> Vec<OutlierEvent> {
         let mut samples = Vec::new();
-        for (&address, host) in &mut self.hosts {
+        for (address, host) in &mut self.hosts {
             let (requests, successes) = host.take_interval();
             // Ejected endpoints are not judged (Envoy skips them too).
             if !host.is_ejected() {
                 samples.push(Sample {
-                    address,
+                    address: *address,
                     requests,
                     successes,
                 });
@@ -269,10 +313,11 @@ impl OutlierDetector {
         now: Timestamp,
     ) -> Option<OutlierEvent> {
         let total = self.hosts.len() as u64;
-        let ejected = self.ejected_count() as u64;
+        let ejected = self.ejected as u64;
         let allowed = (ejected + 1) * 100 <= u64::from(self.config.max_ejection_percent) * total
             || (self.config.always_eject_one_host && ejected == 0);
-        let host = self.hosts.get_mut(&address)?;
+        let config = self.config;
+        let host = self.host_mut(address)?;
         if host.is_ejected() {
             return None;
         }
@@ -280,7 +325,9 @@ impl OutlierDetector {
             self.stats.overflow += 1;
             return None;
         }
-        let until = host.eject(now, &self.config);
+        let until = host.eject(now, &config);
+        self.ejected += 1;
+        self.next_return = Some(self.next_return.map_or(until, |t| t.min(until)));
         self.stats.enforced[reason.index()] += 1;
         Some(OutlierEvent::Ejected {
             address,

@@ -224,3 +224,71 @@ fn invalid_config_is_refused() {
     };
     assert!(OutlierDetector::new(config, Timestamp::ZERO).is_err());
 }
+
+/// The deadline and ejected count kept up to date agree with the ejections the events report,
+/// through failures, ticks at arbitrary times and endpoint set changes.
+#[test]
+fn deadline_and_count_follow_the_events() {
+    use crate::rng::{Rng, SplitMix64};
+    use std::collections::BTreeMap;
+
+    let config = OutlierConfig {
+        max_ejection_percent: 60,
+        consecutive_5xx: 2,
+        ..OutlierConfig::default()
+    };
+    let mut d = detector(config, 8);
+    let mut live: Vec<u8> = (1..=8).collect();
+    let mut ejected: BTreeMap<SocketAddr, Timestamp> = BTreeMap::new();
+    let mut now = Timestamp::ZERO;
+    let mut interval_end = now + config.interval;
+    let mut rng = SplitMix64::new(99);
+    for step in 0..5000 {
+        match rng.below(10) {
+            0..=5 => {
+                let host = live[rng.below(live.len() as u64) as usize];
+                let status = if rng.below(3) == 0 { 200 } else { 503 };
+                if let Some(OutlierEvent::Ejected { address, until, .. }) =
+                    d.record(addr(host), Outcome::Http(status), now)
+                {
+                    ejected.insert(address, until);
+                }
+            }
+            6..=8 => {
+                now = now + Duration::from_millis(rng.below(8000));
+                if now >= d.next_deadline() {
+                    if now >= interval_end {
+                        interval_end = now + config.interval;
+                    }
+                    for event in d.tick(now) {
+                        match event {
+                            OutlierEvent::Ejected { address, until, .. } => {
+                                ejected.insert(address, until);
+                            }
+                            OutlierEvent::Unejected { address } => {
+                                ejected.remove(&address);
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {
+                live = (1..=12u8).filter(|_| rng.below(3) != 0).collect();
+                if live.is_empty() {
+                    live.push(1);
+                }
+                d.set_endpoints(live.iter().map(|&h| addr(h)));
+                ejected.retain(|a, _| live.iter().any(|&h| addr(h) == *a));
+            }
+        }
+        assert_eq!(d.ejected_count(), ejected.len(), "step {step}");
+        assert_eq!(
+            d.ejected().collect::<Vec<_>>(),
+            ejected.keys().copied().collect::<Vec<_>>()
+        );
+        let earliest = ejected.values().copied().fold(interval_end, Timestamp::min);
+        assert_eq!(d.next_deadline(), earliest, "step {step}");
+    }
+    assert!(d.stats().enforced(EjectionReason::Consecutive5xx) > 50);
+    assert!(d.stats().overflow() > 0, "the cap was reached too");
+}

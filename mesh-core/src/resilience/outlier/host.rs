@@ -39,6 +39,7 @@ impl HostState {
     }
 
     /// Counts an outcome; returns the consecutive-error detector it trips, if any.
+    #[inline]
     pub(super) fn record(
         &mut self,
         outcome: Outcome,

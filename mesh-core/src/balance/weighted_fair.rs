@@ -131,10 +131,16 @@ impl Ord for Entry {
     }
 }
 
+/// Up to this many distinct weights, a pick scans the class heads instead of keeping heaps:
+/// fewer operations, and the same choice.
+const SCAN_LIMIT: usize = 8;
+
 /// One candidate set's WF²Q state.
 #[derive(Clone, Debug)]
 struct Schedule {
     classes: Vec<Class>,
+    /// Whether the heaps below are in use (more than [`SCAN_LIMIT`] classes).
+    heaps: bool,
     /// Total weight `W`.
     total: u64,
     /// Picks made so far: the clock reads `picks / W`.
@@ -147,6 +153,10 @@ struct Schedule {
 
 impl Schedule {
     fn new(endpoints: &[Endpoint], members: &[usize]) -> Self {
+        Self::with_scan_limit(endpoints, members, SCAN_LIMIT)
+    }
+
+    fn with_scan_limit(endpoints: &[Endpoint], members: &[usize], scan_limit: usize) -> Self {
         let weight = |i: usize| {
             endpoints
                 .get(i)
@@ -173,10 +183,12 @@ impl Schedule {
         let total = classes.iter().fold(0u64, |sum, c| {
             sum.saturating_add(c.weight.saturating_mul(c.members.len() as u64))
         });
+        let heaps = classes.len() > scan_limit;
         // Nothing picked yet: every head is eligible (0 / w <= 0 / W) and due at 1 / w.
         let eligible = classes
             .iter()
             .enumerate()
+            .filter(|_| heaps)
             .map(|(class, c)| Entry {
                 picks: 1,
                 weight: c.weight,
@@ -186,6 +198,7 @@ impl Schedule {
             .collect();
         Self {
             classes,
+            heaps,
             total,
             picks: 0,
             eligible,
@@ -200,7 +213,46 @@ impl Schedule {
     }
 
     /// The candidate position to pick next.
+    #[inline]
     fn next(&mut self) -> Option<usize> {
+        if self.heaps {
+            self.next_from_heaps()
+        } else {
+            self.next_by_scan()
+        }
+    }
+
+    /// WF²Q by looking at every class head: O(classes).
+    fn next_by_scan(&mut self) -> Option<usize> {
+        let (picks, total) = (u128::from(self.picks), u128::from(self.total));
+        // (class, due numerator, weight, head position) of the best eligible head so far.
+        let mut best: Option<(usize, u128, u128, usize)> = None;
+        for (index, class) in self.classes.iter().enumerate() {
+            let (round, weight) = (u128::from(class.round), u128::from(class.weight));
+            if round * total > picks * weight {
+                continue; // ahead of its share
+            }
+            let head = class.head();
+            let earlier = best.is_none_or(|(_, due, due_weight, best_head)| {
+                // Due times (round + 1) / weight, compared exactly; ties go to the earlier
+                // candidate.
+                let (mine, theirs) = ((round + 1) * due_weight, due * weight);
+                mine < theirs || (mine == theirs && head < best_head)
+            });
+            if earlier {
+                best = Some((index, round + 1, weight, head));
+            }
+        }
+        let (index, ..) = best?;
+        let class = self.classes.get_mut(index)?;
+        let chosen = class.head();
+        class.advance();
+        self.picks += 1;
+        Some(chosen)
+    }
+
+    /// WF²Q with the heads in two heaps: O(log classes).
+    fn next_from_heaps(&mut self) -> Option<usize> {
         while let Some(top) = self.waiting.peek() {
             if !self.is_eligible(top.picks, top.weight, self.picks) {
                 break;

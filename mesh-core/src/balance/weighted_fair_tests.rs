@@ -135,6 +135,22 @@ proptest! {
         }
     }
 
+    /// Scanning the class heads and keeping them in heaps choose alike.
+    #[test]
+    fn scan_and_heaps_agree(
+        weights in prop::collection::vec(1u32..=30, 1..40),
+        n in 1usize..400,
+    ) {
+        let eps = endpoints(&weights);
+        let all: Vec<usize> = (0..eps.len()).collect();
+        let mut scan = Schedule::with_scan_limit(&eps, &all, usize::MAX);
+        let mut heaps = Schedule::with_scan_limit(&eps, &all, 0);
+        prop_assert!(!scan.heaps && heaps.heaps);
+        for k in 0..n {
+            prop_assert_eq!(scan.next(), heaps.next(), "pick {}", k);
+        }
+    }
+
     /// Large sets of few distinct weights (the common shape) follow the reference too.
     #[test]
     fn many_endpoints_few_weights(

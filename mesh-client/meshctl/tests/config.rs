@@ -220,6 +220,26 @@ fn other_kinds_and_malformed_documents() {
 }
 
 #[test]
+fn mesh_config_is_checked_as_the_runtime_loads_it() {
+    let files = Files::new();
+    files.write(
+        "workload.yaml",
+        "workload: { name: web, namespace: shop }\nservices: []\n---\nidentity: { spiffe_id: not-an-id }\nservices:\n  - host: a.shop\n    traffic_policy: { load_balancer: { simple: random } }\n",
+    );
+    let out = files.check(&["workload.yaml"], &[]);
+    let lines = lines(&out, 1);
+    assert_eq!(lines.len(), 2, "{}", describe(&out));
+    assert_eq!(
+        lines[0],
+        "workload.yaml:1: MeshConfig shop/web: 0 services, 0 endpoints"
+    );
+    assert!(
+        lines[1].starts_with("workload.yaml:2:identity.spiffe_id: "),
+        "{lines:?}"
+    );
+}
+
+#[test]
 fn unreadable_and_empty_files() {
     let files = Files::new();
     files.write("empty.yaml", "# nothing here\n");

@@ -1,7 +1,8 @@
 //! `meshctl config check`: validate configuration files the way the mesh loads them.
 //!
 //! Each file may hold several YAML documents; each is recognised by `apiVersion`/`kind` and
-//! handed to the loader the mesh itself uses: the mesh config (no `kind`), DestinationRule and
+//! handed to the loader the mesh itself uses: the mesh config (no `kind`; its workload,
+//! services, health checks and traffic sections, but not the files it names), DestinationRule and
 //! VirtualService ([`mesh_core::traffic`]), AuthorizationPolicy, RequestAuthentication and
 //! PeerAuthentication ([`mesh_policy`]). References across documents and files are checked
 //! too (a route's subset must be defined by its host's DestinationRule; one rule per host).
@@ -212,12 +213,29 @@ impl Checker {
                 return;
             }
         };
+        // The checks the runtime applies when it starts: workload sections, services and
+        // endpoints, health checks, then every traffic section (all of their problems).
+        let workload = config
+            .workload_settings()
+            .map_err(|e| report.problems.push(config_problem(&e)))
+            .ok();
         if let Err(e) = config.to_snapshot(1) {
             report.problems.push(config_problem(&e));
         }
+        if let Err(e) = config.health_checks() {
+            report.problems.push(config_problem(&e));
+        }
+        // Later checks build on earlier ones (the workload settings read the services too),
+        // so one mistake can be reported by several: keep each problem once.
+        let mut seen = std::collections::HashSet::new();
+        report.problems.retain(|p| seen.insert(p.clone()));
         match config.traffic_sections() {
             Ok(sections) => {
-                report.summary = Some(summary::mesh_config(&config, sections.len()));
+                report.summary = Some(summary::mesh_config(
+                    &config,
+                    workload.as_ref(),
+                    sections.len(),
+                ));
                 for section in sections {
                     let origin = Origin {
                         report: index,

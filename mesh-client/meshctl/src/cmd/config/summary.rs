@@ -1,7 +1,7 @@
 //! One line per valid document: what it is and what it does, at a glance.
 
 use mesh_core::{
-    config::MeshConfig,
+    config::{MeshConfig, WorkloadSettings},
     traffic::{
         Algorithm, DestinationRule, HashTable, PolicySettings, RetryPolicy, TlsMode,
         VirtualService, format_duration,
@@ -138,10 +138,19 @@ pub(super) fn virtual_service(v: &VirtualService) -> String {
     line
 }
 
-pub(super) fn mesh_config(c: &MeshConfig, with_traffic: usize) -> String {
+pub(super) fn mesh_config(
+    c: &MeshConfig,
+    workload: Option<&WorkloadSettings>,
+    with_traffic: usize,
+) -> String {
     let endpoints: usize = c.services.iter().map(|s| s.endpoints.len()).sum();
+    let name = match workload.map(|w| (&w.namespace, &w.name)) {
+        Some((Some(ns), Some(name))) => format!(" {ns}/{name}"),
+        Some((None, Some(name))) => format!(" {name}"),
+        _ => String::new(),
+    };
     let mut line = format!(
-        "MeshConfig: {}, {}",
+        "MeshConfig{name}: {}, {}",
         count(c.services.len(), "service"),
         count(endpoints, "endpoint")
     );

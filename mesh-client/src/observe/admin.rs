@@ -163,6 +163,9 @@ fn query_param(request: &Request<Incoming>, name: &str) -> Option<String> {
     })
 }
 
+/// What `/logging?level=` accepts.
+const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
 const INDEX: &str = "mesh admin endpoint\n\n\
     GET  /metrics             Prometheus metrics (also /stats/prometheus)\n\
     GET  /healthz/ready       readiness\n\
@@ -250,8 +253,19 @@ impl Endpoint {
                 text(StatusCode::OK, format!("filter: {}\n", logs.current()))
             }
             Method::POST | Method::PUT => {
-                let wanted =
-                    query_param(request, "filter").or_else(|| query_param(request, "level"));
+                let level = query_param(request, "level");
+                if let Some(level) = &level
+                    && !LEVELS.contains(&level.to_ascii_lowercase().as_str())
+                {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "unknown level {level:?}; use one of {} (or filter=DIRECTIVES)\n",
+                            LEVELS.join(", ")
+                        ),
+                    );
+                }
+                let wanted = query_param(request, "filter").or(level);
                 let Some(wanted) = wanted else {
                     return text(
                         StatusCode::BAD_REQUEST,

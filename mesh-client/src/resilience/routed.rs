@@ -48,8 +48,11 @@ pub(super) struct Routed {
     http1: Client<EndpointConnector, Full<Bytes>>,
     endpoints: Arc<Mutex<HashMap<SocketAddr, (Destination, String)>>>,
     /// HTTP/2: one multiplexed connection per endpoint, and who answers on it.
-    http2: Mutex<HashMap<SocketAddr, (http2::SendRequest<Full<Bytes>>, UpstreamInfo)>>,
+    http2: Mutex<HashMap<SocketAddr, Http2Connection>>,
 }
+
+/// An endpoint's HTTP/2 connection and who answers on it.
+type Http2Connection = (http2::SendRequest<Full<Bytes>>, UpstreamInfo);
 
 impl Routed {
     pub(super) fn new(
@@ -353,7 +356,7 @@ impl Routed {
         dest: &Destination,
         target: &Target,
         request: &Request<Full<Bytes>>,
-    ) -> Result<(http2::SendRequest<Full<Bytes>>, UpstreamInfo), TunnelError> {
+    ) -> Result<Http2Connection, TunnelError> {
         let endpoint = dest.authority();
         if let Some(sender) = self
             .http2

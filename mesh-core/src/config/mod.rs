@@ -35,6 +35,7 @@
 //! ```
 
 mod admin;
+mod dns;
 mod error;
 mod health;
 mod resolved;

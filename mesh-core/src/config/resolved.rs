@@ -289,7 +289,7 @@ impl MeshConfig {
         let dns = discovery
             .dns
             .as_ref()
-            .map(super::snapshot::resolve_dns)
+            .map(super::dns::resolve_dns)
             .transpose()?;
         Ok(WorkloadSettings {
             name: workload.name,

@@ -46,6 +46,39 @@ pub(crate) enum Command {
     /// Validate the mesh's config and Istio YAML files the way the mesh loads them.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Summarize a running workload from its admin endpoint: readiness, certificate, pools,
+    /// discovery, services, policies and traffic.
+    ///
+    /// Reads /config_dump, /healthz/ready and /metrics from ADDR (the workload's `admin:
+    /// listen`, 127.0.0.1:15020 by default). Exit status 1 when the workload is not ready or
+    /// discovery is failing, 2 when ADDR cannot be reached.
+    Status(StatusArgs),
+    /// List a service's endpoints as a running workload sees them: health, outlier ejection,
+    /// weight, locality and identity.
+    ///
+    /// SERVICE is the host (`inventory.shop.svc.cluster.local`) or, when unambiguous, its
+    /// first label (`inventory`). Exit status 1 when an endpoint is unhealthy or ejected, 2
+    /// when ADDR cannot be reached or the service is unknown.
+    Endpoints(EndpointsArgs),
+}
+
+/// Arguments of `meshctl status`.
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// The workload's admin endpoint, `host:port` (such as 127.0.0.1:15020).
+    #[arg(value_name = "ADDR")]
+    pub(crate) addr: String,
+}
+
+/// Arguments of `meshctl endpoints`.
+#[derive(Debug, Args)]
+pub(crate) struct EndpointsArgs {
+    /// The workload's admin endpoint, `host:port` (such as 127.0.0.1:15020).
+    #[arg(value_name = "ADDR")]
+    pub(crate) addr: String,
+    /// The service whose endpoints to list.
+    #[arg(value_name = "SERVICE")]
+    pub(crate) service: String,
 }
 
 /// `meshctl ca ...`

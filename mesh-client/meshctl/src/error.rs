@@ -132,6 +132,14 @@ pub(crate) enum Error {
         /// What happened.
         source: io::Error,
     },
+    /// A workload's admin endpoint could not be read.
+    #[error("admin endpoint {addr}: {reason}")]
+    Admin {
+        /// The address given.
+        addr: String,
+        /// What went wrong, and what to check.
+        reason: String,
+    },
     /// Reading the bytes to send from stdin failed.
     #[error("cannot read stdin: {0}")]
     Input(#[source] io::Error),

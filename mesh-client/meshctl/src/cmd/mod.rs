@@ -4,6 +4,7 @@
 //! [`Outcome`] or an [`Error`]; it never prints errors or exits itself, so `main` alone decides
 //! how failures look and which exit status they get.
 
+mod admin;
 mod authz;
 mod ca;
 mod cert;
@@ -34,6 +35,8 @@ pub(crate) fn run(command: Command, out: &mut dyn Write) -> Result<Outcome, Erro
         Command::Hbone(command) => hbone::run(command, out),
         Command::Authz(command) => authz::run(command, out),
         Command::Config(command) => config::run(command, out),
+        Command::Status(args) => admin::status(&args, out),
+        Command::Endpoints(args) => admin::endpoints(&args, out),
     }
 }
 

@@ -115,7 +115,8 @@ impl AsyncRead for H2Stream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if self.pending.is_empty() {
+        // An empty DATA frame (legal without END_STREAM) must not read as end-of-file.
+        while self.pending.is_empty() {
             match ready!(self.recv.poll_data(cx)) {
                 Some(Ok(data)) => {
                     // Give the window back now: we own the bytes, the sender may continue.

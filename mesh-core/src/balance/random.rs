@@ -66,6 +66,8 @@ impl Sampler {
     #[inline]
     fn position(&self, point: u64) -> usize {
         match self {
+            // Weight 1 (the default) needs no division.
+            Self::Uniform { weight: 1, .. } => usize::try_from(point).unwrap_or(usize::MAX),
             Self::Uniform { weight, .. } => usize::try_from(point / weight).unwrap_or(usize::MAX),
             // The first end `>= point + 1`, i.e. `> point` (`point + 1 <= total` fits).
             Self::Cumulative { ends, .. } => ends.first_at_least(point.saturating_add(1)),

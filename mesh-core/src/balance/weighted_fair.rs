@@ -16,13 +16,28 @@ use crate::model::Endpoint;
 /// - smoothness: after any `k` picks each candidate's count is within one pick of its ideal
 ///   `k * weight / W`, so heavy endpoints are spread out (3:1 gives `a b a a`), where plain
 ///   earliest-deadline-first (Envoy's) can bunch them;
-/// - O(log n) picks whatever the weights: candidates of equal weight take their turns in a
-///   fixed order, so the scheduler keeps one heap entry per distinct weight, not per endpoint.
+/// - cheap picks whatever the number of endpoints: candidates of equal weight take their turns
+///   in a fixed order, so the scheduler tracks one head per distinct weight (scanned when there
+///   are at most 8, kept in heaps beyond), not per endpoint.
 ///
-/// [`SmoothWeighted`](super::SmoothWeighted) (nginx) has the same ratio and smoothness
-/// guarantees but costs O(n) per pick. Schedules are per candidate set (locality level and
-/// panic state) and start afresh when the set changes; [`WeightAware`](super::WeightAware)
-/// uses this for weighted sets.
+/// [`SmoothWeighted`](super::SmoothWeighted) (nginx) also gives exact ratios with interleaving,
+/// but costs O(n) per pick. Schedules are per candidate set (locality level and panic state)
+/// and start afresh when the set changes; [`WeightAware`](super::WeightAware) (what
+/// [`Policy::RoundRobin`](super::Policy::RoundRobin) builds) uses this for weighted sets.
+///
+/// ```
+/// use std::sync::Arc;
+/// use mesh_core::balance::{Balancer, LoadBalancer, PickContext, PriorityConfig, WeightedFair};
+/// use mesh_core::model::Endpoint;
+///
+/// let mut lb = LoadBalancer::new(WeightedFair::new(), PriorityConfig::default());
+/// lb.update(Arc::from(vec![
+///     Endpoint::new("10.0.0.1:80".parse().unwrap()).with_weight(3),
+///     Endpoint::new("10.0.0.2:80".parse().unwrap()),
+/// ]));
+/// let picks: Vec<_> = (0..8).filter_map(|_| lb.pick(&PickContext::new())).collect();
+/// assert_eq!(picks, [0, 1, 0, 0, 0, 1, 0, 0]);
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct WeightedFair {
     schedules: SlotCache<Schedule>,

@@ -1,10 +1,12 @@
 //! Access logs: one JSON line per request and per tunnel, written through `tracing` on the
 //! [`ACCESS_LOG_TARGET`] target, formatted off the request path.
 //!
-//! The request path only decides whether to log (sampling, errors-only) and hands a record to a
-//! bounded queue; a background task serializes it and emits the `tracing` event. When the queue
-//! is full the record is dropped and counted (`mesh_access_log_dropped_total`) rather than
-//! slowing traffic down, as Envoy's asynchronous access logs do.
+//! The request path only decides whether to log (sampling, errors-only) and appends the record
+//! to a bounded buffer; a background task wakes every [`FLUSH_INTERVAL`], formats what
+//! accumulated and emits the `tracing` events (so requests never wake a task, and timestamps
+//! are formatted off the request path too). When the buffer is full the record is dropped and
+//! counted (`mesh_access_log_dropped_total`) rather than slowing traffic down, as Envoy's
+//! buffered access logs do.
 //!
 //! Route the lines where you want them with a `tracing` filter on the target, for example
 //! `RUST_LOG=mesh::access_log=info` with a subscriber writing the bare message.
@@ -12,6 +14,7 @@
 use std::{
     cell::Cell,
     net::SocketAddr,
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -21,7 +24,6 @@ use mesh_core::{
 };
 use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
-use tokio::sync::mpsc;
 
 use super::flags::ResponseFlags;
 
@@ -29,7 +31,10 @@ use super::flags::ResponseFlags;
 pub const ACCESS_LOG_TARGET: &str = "mesh::access_log";
 
 /// Records waiting to be written before new ones are dropped.
-const QUEUE: usize = 4096;
+const QUEUE: usize = 8192;
+
+/// How often buffered records are written.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 
 /// One request or tunnel, as its access log line shows it. Field names follow Envoy's and
 /// Istio's JSON access log format.
@@ -38,6 +43,9 @@ const QUEUE: usize = 4096;
 pub struct AccessRecord {
     /// When the request (or tunnel) started, RFC 3339 UTC with milliseconds.
     pub start_time: String,
+    /// The start as a time, formatted into `start_time` by the writer.
+    #[serde(skip)]
+    pub(crate) started: Option<SystemTime>,
     /// `inbound` or `outbound`.
     pub direction: &'static str,
     /// Milliseconds until the response ended (or the tunnel closed).
@@ -105,7 +113,7 @@ impl AccessRecord {
 #[derive(Debug)]
 pub(crate) struct AccessLogger {
     settings: AccessLogSettings,
-    queue: Option<mpsc::Sender<AccessRecord>>,
+    buffer: Option<Arc<Mutex<Vec<AccessRecord>>>>,
     dropped: Counter,
 }
 
@@ -134,19 +142,31 @@ impl AccessLogger {
     /// A logger; with a tokio runtime at hand the writer is a background task, otherwise lines
     /// are written by the caller.
     pub(crate) fn new(settings: AccessLogSettings, dropped: Counter) -> Self {
-        let queue =
+        let buffer =
             (settings.enabled && tokio::runtime::Handle::try_current().is_ok()).then(|| {
-                let (tx, mut rx) = mpsc::channel::<AccessRecord>(QUEUE);
+                let buffer = Arc::new(Mutex::new(Vec::new()));
+                let weak = Arc::downgrade(&buffer);
                 tokio::spawn(async move {
-                    while let Some(record) = rx.recv().await {
-                        emit(&record);
+                    let mut batch = Vec::new();
+                    loop {
+                        tokio::time::sleep(FLUSH_INTERVAL).await;
+                        // The logger is gone once nothing holds the buffer: flush and stop.
+                        let Some(buffer) = weak.upgrade() else { return };
+                        std::mem::swap(
+                            &mut batch,
+                            &mut *buffer.lock().unwrap_or_else(PoisonError::into_inner),
+                        );
+                        drop(buffer);
+                        for record in batch.drain(..) {
+                            emit(record);
+                        }
                     }
                 });
-                tx
+                buffer
             });
         Self {
             settings,
-            queue,
+            buffer,
             dropped,
         }
     }
@@ -170,18 +190,38 @@ impl AccessLogger {
         if !wanted {
             return;
         }
-        match &self.queue {
-            Some(queue) => {
-                if queue.try_send(record).is_err() {
+        match &self.buffer {
+            Some(buffer) => {
+                let mut buffer = buffer.lock().unwrap_or_else(PoisonError::into_inner);
+                if buffer.len() < QUEUE {
+                    buffer.push(record);
+                } else {
+                    drop(buffer);
                     self.dropped.inc();
                 }
             }
-            None => emit(&record),
+            None => emit(record),
         }
     }
 }
 
-fn emit(record: &AccessRecord) {
+impl Drop for AccessLogger {
+    /// Writes what is still buffered.
+    fn drop(&mut self) {
+        if let Some(buffer) = self.buffer.take() {
+            let records =
+                std::mem::take(&mut *buffer.lock().unwrap_or_else(PoisonError::into_inner));
+            for record in records {
+                emit(record);
+            }
+        }
+    }
+}
+
+fn emit(mut record: AccessRecord) {
+    if let Some(started) = record.started.take() {
+        record.start_time = rfc3339(started);
+    }
     tracing::info!(target: ACCESS_LOG_TARGET, "{}", record.to_json());
 }
 

@@ -16,9 +16,7 @@ use mesh_core::SpiffeId;
 
 use super::{
     AccessRecord, FlowRecorder, Outcome, Reporter, RequestProtocol, ResponseFlags, Telemetry,
-    TraceContext,
-    access_log::{flags_text, rfc3339},
-    trace,
+    TraceContext, access_log::flags_text, trace,
 };
 
 /// A note a policy answer carries in its extensions, for the access log's `authz` field.
@@ -135,7 +133,7 @@ impl InboundHttp {
         let context = trace::continue_inbound(request.headers(), self.tunnel_trace.as_ref());
         let record = self.telemetry.access_log_enabled().then(|| {
             Box::new(AccessRecord {
-                start_time: rfc3339(SystemTime::now()),
+                started: Some(SystemTime::now()),
                 direction: "inbound",
                 method: request.method().as_str().to_owned(),
                 path: request
@@ -328,7 +326,7 @@ impl OutboundProbe {
             RequestProtocol::of_content_type(request.headers().get(header::CONTENT_TYPE));
         let record = telemetry.access_log_enabled().then(|| {
             Box::new(AccessRecord {
-                start_time: rfc3339(SystemTime::now()),
+                started: Some(SystemTime::now()),
                 direction: "outbound",
                 method: request.method().as_str().to_owned(),
                 path: request
@@ -364,10 +362,7 @@ impl OutboundProbe {
                 response.status().as_u16(),
                 ResponseFlags::NONE,
                 grpc_status(response.headers()),
-                response
-                    .extensions()
-                    .get::<crate::http::UpstreamInfo>()
-                    .cloned(),
+                response.extensions().get::<crate::http::UpstreamInfo>(),
                 body_len(response.headers(), response.body()),
             ),
             Err((code, flags)) => (code, flags, None, None, 0),

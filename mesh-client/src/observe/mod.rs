@@ -63,7 +63,7 @@ use std::{
 use mesh_core::{SpiffeId, config::TelemetrySettings};
 use prometheus_client::registry::Registry;
 
-pub use access_log::{ACCESS_LOG_TARGET, AccessRecord};
+pub use access_log::{ACCESS_LOG_TARGET, AccessRecord, FLUSH_INTERVAL};
 pub use admin::{AdminServer, AdminState};
 pub use families::{BYTES_BUCKETS, DURATION_BUCKETS_MS};
 pub use flags::ResponseFlags;
@@ -83,11 +83,6 @@ use self::{
     recorder::{FlowCache, FlowQuery},
     state::StateCollector,
 };
-
-/// The current time as access logs write it (RFC 3339 UTC, milliseconds).
-pub(crate) fn now_rfc3339() -> String {
-    access_log::rfc3339(std::time::SystemTime::now())
-}
 
 /// A Unix time in seconds as RFC 3339 UTC (for certificate expiry in `/config_dump`).
 pub(crate) fn rfc3339_secs(unix: u64) -> String {
@@ -280,5 +275,123 @@ impl fmt::Debug for Telemetry {
             .field("local", &self.inner.local.workload)
             .field("flows", &self.inner.flows.len())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn telemetry() -> Telemetry {
+        Telemetry::new(WorkloadLabels::unknown(), &TelemetrySettings::default())
+    }
+
+    #[test]
+    fn flows_are_interned_and_bounded() {
+        let t = telemetry();
+        let id: SpiffeId = "spiffe://cluster.local/ns/shop/sa/orders".parse().unwrap();
+        let baggage = ::http::HeaderValue::from_static("k8s.deployment.name=orders");
+        let a = t.flow(
+            Reporter::Destination,
+            RequestProtocol::Http,
+            "inventory",
+            Some(&id),
+            Some(&baggage),
+        );
+        let b = t.flow(
+            Reporter::Destination,
+            RequestProtocol::Http,
+            "inventory",
+            Some(&id),
+            Some(&baggage),
+        );
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(a.labels().source.workload, "orders");
+        let other = t.flow(
+            Reporter::Source,
+            RequestProtocol::Http,
+            "inventory",
+            Some(&id),
+            None,
+        );
+        assert!(!Arc::ptr_eq(&a, &other));
+        for i in 0..MAX_FLOWS + 10 {
+            t.flow(
+                Reporter::Source,
+                RequestProtocol::Tcp,
+                &format!("s{i}"),
+                None,
+                None,
+            );
+        }
+        assert_eq!(t.state().flows, MAX_FLOWS);
+        let late = t.flow(
+            Reporter::Source,
+            RequestProtocol::Tcp,
+            "late",
+            Some(&id),
+            None,
+        );
+        assert_eq!(late.labels().service.host, UNKNOWN);
+        assert_eq!(late.labels().destination.principal, UNKNOWN);
+        let text = t.encode_classic();
+        assert!(
+            text.contains("mesh_metrics_label_overflow_total 13"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn classic_text_names_counters_by_their_series() {
+        let t = telemetry();
+        t.flow(
+            Reporter::Source,
+            RequestProtocol::Http,
+            "inventory",
+            None,
+            None,
+        )
+        .request(
+            Outcome {
+                code: 200,
+                grpc: None,
+                flags: ResponseFlags::NONE,
+            },
+            std::time::Duration::from_millis(3),
+            10,
+            20,
+        );
+        let open = t.encode();
+        assert!(open.contains("# TYPE istio_requests counter\n"), "{open}");
+        assert!(open.ends_with("# EOF\n"));
+        let classic = t.encode_classic();
+        assert!(classic.contains("# TYPE istio_requests_total counter\n"));
+        assert!(classic.contains("# HELP istio_requests_total Requests"));
+        assert!(classic.contains("# TYPE istio_request_duration_milliseconds histogram\n"));
+        assert!(!classic.contains("# EOF"));
+        let sample = classic
+            .lines()
+            .find(|l| l.starts_with("istio_requests_total{"))
+            .unwrap();
+        for label in [
+            "reporter=\"source\"",
+            "destination_service=\"inventory\"",
+            "response_code=\"200\"",
+            "response_flags=\"-\"",
+            "grpc_response_status=\"\"",
+            "connection_security_policy=\"unknown\"",
+            "request_protocol=\"http\"",
+        ] {
+            assert!(sample.contains(label), "{label} missing in {sample}");
+        }
+        assert!(sample.ends_with(" 1"), "{sample}");
+        let le_3 = classic
+            .lines()
+            .find(|l| {
+                l.starts_with("istio_request_duration_milliseconds_bucket{")
+                    && l.contains("le=\"5.0\"")
+            })
+            .unwrap();
+        assert!(le_3.ends_with(" 1"), "{le_3}");
     }
 }

@@ -23,7 +23,7 @@ use prometheus_client::metrics::{counter::Counter, histogram::Histogram};
 
 use super::{
     Telemetry,
-    access_log::{AccessRecord, flags_text, rfc3339},
+    access_log::{AccessRecord, flags_text},
     families::IstioFamilies,
     flags::ResponseFlags,
     labels::{FlowLabels, Reporter, RequestLabels, RequestProtocol, TcpLabels},
@@ -320,7 +320,7 @@ impl TunnelMeter {
             started: Instant::now(),
             flags: ResponseFlags::NONE,
             log: record.map(|mut r| {
-                r.start_time = rfc3339(SystemTime::now());
+                r.started = Some(SystemTime::now());
                 (telemetry.clone(), Box::new(r))
             }),
         }

@@ -241,7 +241,7 @@ fn log_refusal<B>(
         return;
     }
     let mut record = tunnel_record(conn, target, request.headers(), code);
-    record.start_time = crate::observe::now_rfc3339();
+    record.started = Some(std::time::SystemTime::now());
     record.response_flags = flags.to_string();
     record.authz = authz.map(|reason| format!("deny: {reason}"));
     telemetry.log(record);

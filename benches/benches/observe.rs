@@ -6,8 +6,10 @@
 //! probe, trace context) and by the callee (`reporter="destination"`, inbound probe, response
 //! body wrapper). Goal: on/off <= 1.05x.
 //!
-//! After Criterion, the two run interleaved in short blocks and the p50 ratio is printed (the
-//! number to trust on a shared machine).
+//! Rows: `off`, `off_again` (a second, identical pair: the A/A control showing what two equal
+//! setups differ by), `metrics` (metrics only) and `on` (metrics and access logs). After
+//! Criterion, they run interleaved in short blocks and the p50 ratios are printed (the numbers
+//! to trust on a shared machine).
 //!
 //! `cargo bench --bench observe -- --quick`
 
@@ -114,18 +116,20 @@ fn bench(c: &mut Criterion) {
         .expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = dir.path().join("ca");
-    let (off, metrics, on) = rt.block_on(async {
+    let (off, off2, metrics, on) = rt.block_on(async {
         let off = pair(&ca, "telemetry: { metrics: false }").await;
+        let off2 = pair(&ca, "telemetry: { metrics: false }").await;
         let metrics = pair(&ca, "telemetry: { metrics: true }").await;
         let on = pair(
             &ca,
             "telemetry: { metrics: true, access_log: { sampling_percent: 100 } }",
         )
         .await;
-        (off, metrics, on)
+        (off, off2, metrics, on)
     });
     let mut benches = [
         Bench::new("off", Get(&off.client)),
+        Bench::new("off_again", Get(&off2.client)),
         Bench::new("metrics", Get(&metrics.client)),
         Bench::new("on", Get(&on.client)),
     ];
@@ -138,7 +142,18 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
     rt.block_on(interleave(&mut benches, rounds(200, 50), 20));
-    let [off_bench, metrics_bench, on_bench] = &mut benches;
+    let [off_bench, off2_bench, metrics_bench, on_bench] = &mut benches;
+    if let (Some(a), Some(b)) = (
+        off_bench.samples.percentile(50.0),
+        off2_bench.samples.percentile(50.0),
+    ) {
+        println!(
+            "\nA/A control: off {:.1} us, off again {:.1} us ({:.3}x)",
+            micros(a),
+            micros(b),
+            micros(b) / micros(a)
+        );
+    }
     if let (Some(off_p50), Some(metrics_p50), Some(on_p50)) = (
         off_bench.samples.percentile(50.0),
         metrics_bench.samples.percentile(50.0),

@@ -196,6 +196,7 @@ impl OutlierDetector {
 
     /// Records an outcome for `address`; returns the ejection it caused, if any. Outcomes for
     /// addresses not set with [`set_endpoints`](Self::set_endpoints) are ignored.
+    #[inline]
     pub fn record(
         &mut self,
         address: SocketAddr,
@@ -204,7 +205,22 @@ impl OutlierDetector {
     ) -> Option<OutlierEvent> {
         let i = self.position(address)?;
         let (_, host) = self.hosts.get_mut(i)?;
+        // The common case (no detector trips) stays small enough to inline into the caller.
         let reason = host.record(outcome, &self.config)?;
+        self.tripped(i, reason, now)
+    }
+
+    /// A consecutive-error detector tripped for `hosts[i]`: eject it if allowed.
+    #[cold]
+    #[inline(never)]
+    fn tripped(
+        &mut self,
+        i: usize,
+        reason: EjectionReason,
+        now: Timestamp,
+    ) -> Option<OutlierEvent> {
+        let (address, host) = self.hosts.get_mut(i)?;
+        let address = *address;
         if host.is_ejected() {
             return None;
         }

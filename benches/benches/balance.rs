@@ -7,6 +7,13 @@
 //! clock, which every request pays anyway). Goals: P2C (`least_request`) <= 100 ns at 1,000
 //! endpoints; bookkeeping <= 60 ns per request.
 //!
+//! `lb_pick` completes each request right after starting it. `lb_in_flight` keeps
+//! [`IN_FLIGHT`] requests outstanding and completes the oldest on each pick, as a busy client
+//! does: completions name endpoints picked long before, and P2C sees uneven in-flight counts.
+//! `request_bookkeeping` also has one row per state machine (`parts/...`) and a row that adds the
+//! outlier detector's deadline check, which a client makes on every request to know when to
+//! call `tick`.
+//!
 //! `cargo bench --bench balance -- --quick` (filter with a regular expression after `--`).
 
 use std::{hint::black_box, net::SocketAddr, sync::Arc, time::Duration};
@@ -24,6 +31,9 @@ use mesh_core::{
 };
 
 const SIZES: [usize; 3] = [10, 1_000, 10_000];
+
+/// Requests outstanding in `lb_in_flight`.
+const IN_FLIGHT: usize = 32;
 
 fn address(i: usize) -> SocketAddr {
     let i = u32::try_from(i).unwrap_or(u32::MAX);
@@ -94,6 +104,52 @@ fn pick(c: &mut Criterion) {
     group.finish();
 }
 
+fn in_flight(c: &mut Criterion) {
+    let mut group = c.benchmark_group("lb_in_flight");
+    for n in SIZES {
+        for (name, policy, weighted) in policies() {
+            let mut balancer = policy
+                .build(PriorityConfig::default(), Arc::new(SystemClock), 42)
+                .expect("valid policy");
+            balancer.update(endpoints(n, weighted));
+            let hashed = policy.uses_hash_key();
+            let mut key = 0u64;
+            // A ring of outstanding requests: each iteration starts one and completes the oldest.
+            let mut outstanding: Vec<SocketAddr> = Vec::with_capacity(IN_FLIGHT);
+            for _ in 0..IN_FLIGHT {
+                let i = balancer
+                    .pick(&PickContext::new())
+                    .expect("healthy endpoints");
+                let addr = balancer.endpoints()[i].address;
+                balancer.on_start(addr);
+                outstanding.push(addr);
+            }
+            let mut oldest = 0;
+            let mut latency = 0u64;
+            group.bench_function(BenchmarkId::new(name, n), |b| {
+                b.iter(|| {
+                    key = key.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                    let ctx = if hashed {
+                        PickContext::with_hash(HashKey::from_hash(key))
+                    } else {
+                        PickContext::new()
+                    };
+                    let i = balancer.pick(&ctx).expect("healthy endpoints");
+                    let addr = balancer.endpoints()[i].address;
+                    balancer.on_start(addr);
+                    let done = std::mem::replace(&mut outstanding[oldest], addr);
+                    oldest = (oldest + 1) % IN_FLIGHT;
+                    // Latencies vary between 200 us and ~1.8 ms.
+                    latency = (latency + 397) % 1_600;
+                    balancer.on_complete(done, Duration::from_micros(200 + latency));
+                    black_box(i)
+                });
+            });
+        }
+    }
+    group.finish();
+}
+
 fn bookkeeping(c: &mut Criterion) {
     let mut group = c.benchmark_group("request_bookkeeping");
     group.bench_function("baseline/clock_read", |b| {
@@ -115,14 +171,58 @@ fn bookkeeping(c: &mut Criterion) {
             let permit = breaker
                 .try_acquire(ResourceKind::Request)
                 .expect("unlimited");
-            i = (i + 1) % hosts.len();
+            i = if i + 1 == hosts.len() { 0 } else { i + 1 };
             let event = detector.record(hosts[i], Outcome::Http(200), now);
             drop(permit);
-            black_box(event)
+            // As a client does: an ejection goes on to the balancer.
+            if let Some(event) = event {
+                black_box(event);
+            }
+        });
+    });
+    // The same, plus the check a client makes to know when the detector's timers are due.
+    group.bench_function("budget+breaker+outlier+deadline", |b| {
+        b.iter(|| {
+            let now = SystemClock.now();
+            budget.record_request(now);
+            let permit = breaker
+                .try_acquire(ResourceKind::Request)
+                .expect("unlimited");
+            i = if i + 1 == hosts.len() { 0 } else { i + 1 };
+            let event = detector.record(hosts[i], Outcome::Http(200), now);
+            if now >= detector.next_deadline() {
+                black_box(detector.tick(now));
+            }
+            drop(permit);
+            // As a client does: an ejection goes on to the balancer.
+            if let Some(event) = event {
+                black_box(event);
+            }
+        });
+    });
+    // Each state machine alone, at a fixed time (no clock read).
+    let now = SystemClock.now();
+    group.bench_function("parts/retry_budget", |b| {
+        b.iter(|| budget.record_request(black_box(now)));
+    });
+    group.bench_function("parts/circuit_breaker", |b| {
+        b.iter(|| {
+            let permit = breaker
+                .try_acquire(ResourceKind::Request)
+                .expect("unlimited");
+            drop(black_box(permit));
+        });
+    });
+    group.bench_function("parts/outlier_record", |b| {
+        b.iter(|| {
+            i = if i + 1 == hosts.len() { 0 } else { i + 1 };
+            if let Some(event) = detector.record(hosts[i], Outcome::Http(200), now) {
+                black_box(event);
+            }
         });
     });
     group.finish();
 }
 
-criterion_group!(benches, pick, bookkeeping);
+criterion_group!(benches, pick, in_flight, bookkeeping);
 criterion_main!(benches);

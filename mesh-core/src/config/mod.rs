@@ -37,6 +37,7 @@
 mod admin;
 mod dns;
 mod error;
+mod extension;
 mod health;
 mod resolved;
 mod schema;
@@ -49,6 +50,10 @@ pub use admin::{
     TelemetryConfig, TelemetrySettings,
 };
 pub use error::ConfigError;
+pub use extension::{
+    DEFAULT_EXT_AUTHZ_TIMEOUT, DEFAULT_STATUS_ON_ERROR, ExtAuthzHttpConfig, ExtAuthzHttpSettings,
+    ExtensionProvider, ExtensionProviderConfig, HeaderPattern, Present,
+};
 pub use health::{HealthCheckSection, Probe, ProbeKindConfig, ServiceHealthCheck};
 pub use resolved::{
     DEFAULT_DEV_CA_DIR, DEFAULT_DRAIN_TIMEOUT, DEFAULT_INBOUND_LISTEN,

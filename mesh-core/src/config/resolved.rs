@@ -55,6 +55,8 @@ pub struct WorkloadSettings {
     pub admin: Option<super::AdminSettings>,
     /// Metrics and access logging.
     pub telemetry: super::TelemetrySettings,
+    /// External authorizers `CUSTOM` policies may name.
+    pub extension_providers: Vec<super::ExtensionProvider>,
 }
 
 /// DNS discovery, validated.
@@ -309,6 +311,7 @@ impl MeshConfig {
                 .map(super::admin::resolve_admin)
                 .transpose()?,
             telemetry: super::admin::resolve_telemetry(self.telemetry.as_ref())?,
+            extension_providers: super::extension::resolve_providers(&self.extension_providers)?,
         })
     }
 

@@ -44,6 +44,10 @@ pub struct MeshConfig {
     /// Metrics and access logs.
     #[serde(default)]
     pub telemetry: Option<TelemetryConfig>,
+    /// External authorizers for `CUSTOM` AuthorizationPolicies (Istio's
+    /// `extensionProviders`; see [`ExtensionProviderConfig`](super::ExtensionProviderConfig)).
+    #[serde(default)]
+    pub extension_providers: Vec<super::ExtensionProviderConfig>,
     /// The services this workload can call.
     #[serde(default)]
     pub services: Vec<ServiceConfig>,

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -173,6 +174,23 @@ func wantStatus(t testing.TB, err error, status Status) {
 	t.Helper()
 	if !errors.Is(err, status) {
 		t.Fatalf("want %s, got %v", status, err)
+	}
+}
+
+// wantUnknownService checks the typed "unknown service" error: its own status, still a
+// no-endpoint failure for older checks, and a message naming the service and the fix.
+func wantUnknownService(t testing.TB, err error, name string) {
+	t.Helper()
+	var e *Error
+	if !errors.Is(err, ErrUnknownService) || !errors.Is(err, ErrNoEndpoint) || !errors.As(err, &e) {
+		t.Fatalf("want ErrUnknownService, got %v", err)
+	}
+	if e.Status != StatusUnknownService || e.Status.String() != "MESH_ERR_UNKNOWN_SERVICE" ||
+		!strings.Contains(e.Message, name) || !strings.Contains(e.Message, "services:") {
+		t.Fatalf("unknown service error: %v", err)
+	}
+	if errors.Is(StatusNoEndpoint, ErrUnknownService) {
+		t.Fatal("a plain no-endpoint status must not read as an unknown service")
 	}
 }
 

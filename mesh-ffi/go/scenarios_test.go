@@ -193,7 +193,14 @@ func TestInvalidArguments(t *testing.T) {
 	_, err = fx.orders.Dial(ctx, "no-port")
 	wantStatus(t, err, StatusInvalidArgument)
 	_, err = fx.orders.Dial(ctx, "unknown.svc:80")
+	wantUnknownService(t, err, "unknown.svc")
+	_, err = (&http.Client{Transport: fx.orders.Transport()}).Get("http://unknown.svc:8080/")
+	wantUnknownService(t, err, "unknown.svc")
+	_, err = fx.orders.Dial(ctx, service+":7777")
 	wantStatus(t, err, StatusNoEndpoint)
+	if errors.Is(err, ErrUnknownService) || !strings.Contains(err.Error(), "not 7777") {
+		t.Fatalf("undeclared port of a known service: %v", err)
+	}
 	_, err = (&http.Client{Transport: fx.orders.Transport()}).Get("https://" + service + ":8080/")
 	wantStatus(t, err, StatusInvalidArgument)
 	expired, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))

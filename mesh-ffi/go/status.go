@@ -25,6 +25,20 @@ const (
 	StatusIO              Status = 15
 	StatusClosed          Status = 16
 	StatusWrongThread     Status = 17
+	// StatusUnknownService: the mesh does not know the service at all (not in services:, in
+	// no discovery backend, named by no VirtualService). It also matches StatusNoEndpoint in
+	// errors.Is, which is what tunnels to unknown services answered before it existed.
+	StatusUnknownService Status = 18
+)
+
+// Error values to test with errors.Is, for the failures a caller usually handles apart.
+var (
+	// ErrUnknownService: the request or tunnel named a service the mesh does not know;
+	// declare it under services: or register it with discovery, or fix the name.
+	ErrUnknownService error = StatusUnknownService
+	// ErrNoEndpoint: the service is known but no endpoint for the port can be reached (or, via
+	// ErrUnknownService, the service is not known at all).
+	ErrNoEndpoint error = StatusNoEndpoint
 )
 
 var statusNames = [...]string{
@@ -32,7 +46,7 @@ var statusNames = [...]string{
 	"MESH_ERR_CONFIG", "MESH_ERR_PANIC", "MESH_ERR_POISONED", "MESH_ERR_FORKED",
 	"MESH_ERR_TIMEOUT", "MESH_ERR_NO_ENDPOINT", "MESH_ERR_TLS", "MESH_ERR_DENIED",
 	"MESH_ERR_UNAVAILABLE", "MESH_ERR_OVERLOADED", "MESH_ERR_HTTP", "MESH_ERR_IO",
-	"MESH_ERR_CLOSED", "MESH_ERR_WRONG_THREAD",
+	"MESH_ERR_CLOSED", "MESH_ERR_WRONG_THREAD", "MESH_ERR_UNKNOWN_SERVICE",
 }
 
 // String is the constant's name in mesh.h.
@@ -52,15 +66,19 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Status.String() + ": " + e.Message }
 
-// Is matches another *Error or a Status with the same status.
+// Is matches another *Error or a Status with the same status; an unknown service also
+// matches StatusNoEndpoint (it has no endpoint either).
 func (e *Error) Is(target error) bool {
+	var want Status
 	switch t := target.(type) {
 	case *Error:
-		return t.Status == e.Status
+		want = t.Status
 	case Status:
-		return t == e.Status
+		want = t
+	default:
+		return false
 	}
-	return false
+	return want == e.Status || (want == StatusNoEndpoint && e.Status == StatusUnknownService)
 }
 
 // Timeout reports whether the call timed out (net.Error).

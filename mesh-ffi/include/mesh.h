@@ -39,7 +39,8 @@ enum mesh_status
   MESH_ERR_FORKED = 7,
   // The call's timeout expired before it finished.
   MESH_ERR_TIMEOUT = 8,
-  // Discovery knows no reachable endpoint for the service and port.
+  // The service is known but has no reachable endpoint for the port (undeclared port, no
+  // healthy or non-ejected endpoint, or none with a SPIFFE identity to verify).
   MESH_ERR_NO_ENDPOINT = 9,
   // Mutual TLS failed, including a peer whose SPIFFE ID is not the one expected.
   MESH_ERR_TLS = 10,
@@ -59,6 +60,12 @@ enum mesh_status
   // A blocking call was made from a thread of the library's runtime (inside a callback),
   // where waiting could deadlock; call it from another thread.
   MESH_ERR_WRONG_THREAD = 17,
+  // The mesh does not know the service at all (not in `services:`, in no discovery backend,
+  // named by no VirtualService): declare or register it, or fix the name. (Tunnels to unknown services
+  // used to answer `MESH_ERR_NO_ENDPOINT`, which now means a known service without a
+  // reachable endpoint; the Go and Python error types for this code still match
+  // `NO_ENDPOINT` checks.)
+  MESH_ERR_UNKNOWN_SERVICE = 18,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -387,7 +394,8 @@ const char *mesh_status_name(uint32_t status);
 // are retried on another endpoint. The result's socket carries the tunnel's bytes.
 //
 // Waits at most `timeout_ms` milliseconds (0: no limit beyond the mesh's own). Errors:
-// `MESH_ERR_NO_ENDPOINT`, `MESH_ERR_TLS` (wrong SPIFFE ID), `MESH_ERR_DENIED` (the
+// `MESH_ERR_UNKNOWN_SERVICE` (the mesh does not know the service), `MESH_ERR_NO_ENDPOINT`
+// (it knows it, but no endpoint for the port can be reached), `MESH_ERR_TLS` (wrong SPIFFE ID), `MESH_ERR_DENIED` (the
 // destination's policy), `MESH_ERR_UNAVAILABLE`, `MESH_ERR_TIMEOUT`, ...
 //
 // # Safety

@@ -7,8 +7,10 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Limited};
 
+use mesh_client::{mesh::Mesh, resilience::RequestError};
+
 use crate::{
-    boundary,
+    boundary, destination,
     error::{Error, mesh_error},
     mesh::mesh_mesh,
     ptr, runtime,
@@ -185,14 +187,20 @@ pub unsafe extern "C" fn mesh_request_send(
         *request.headers_mut() = spec.headers.clone();
         let limit = spec.response_limit;
         let what = format!("{} {}", spec.method, spec.uri);
+        let host = spec.uri.host().unwrap_or_default().to_owned();
+        let port = spec.uri.port_u16().unwrap_or(80);
         let response = mesh.with(|rt, mesh| {
             let client = mesh.http_client();
+            let mesh = mesh.clone();
             runtime::block(
                 rt,
                 runtime::timeout(timeout_ms),
                 &what.clone(),
                 async move {
-                    let response = client.request(request).await?;
+                    let response = client
+                        .request(request)
+                        .await
+                        .map_err(|e| request_error(&mesh, &host, port, e))?;
                     let (parts, body) = response.into_parts();
                     let body = Limited::new(body, limit)
                     .collect()
@@ -228,6 +236,27 @@ pub unsafe extern "C" fn mesh_request_send(
         *out = ptr::into_raw(response);
         Ok(())
     })
+}
+
+/// The error for a request that got no response: an unknown service or a known one without a
+/// reachable endpoint gets its own status (see `destination`), other failures keep theirs.
+fn request_error(mesh: &Mesh, host: &str, port: u16, e: RequestError) -> Error {
+    let no_endpoint = matches!(
+        &e,
+        RequestError::Failed { source, .. } if source.to_string().starts_with("no reachable endpoint")
+    );
+    let counts = !matches!(e, RequestError::Invalid(_) | RequestError::NoRoute(_));
+    let error = Error::from(e);
+    if counts {
+        if let Some(unknown) = destination::unknown_service(mesh, host, port) {
+            return unknown;
+        }
+    }
+    if no_endpoint {
+        let error = Error::new(mesh_status::MESH_ERR_NO_ENDPOINT, error.message);
+        return destination::no_endpoint(mesh, host, port, error);
+    }
+    error
 }
 
 /// Frees a request. NULL is accepted.

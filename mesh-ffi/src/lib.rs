@@ -32,6 +32,7 @@
 mod boundary;
 mod bridge;
 mod callback;
+mod destination;
 mod error;
 mod http;
 mod mesh;

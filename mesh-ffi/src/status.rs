@@ -32,7 +32,8 @@ pub enum mesh_status {
     MESH_ERR_FORKED = 7,
     /// The call's timeout expired before it finished.
     MESH_ERR_TIMEOUT = 8,
-    /// Discovery knows no reachable endpoint for the service and port.
+    /// The service is known but has no reachable endpoint for the port (undeclared port, no
+    /// healthy or non-ejected endpoint, or none with a SPIFFE identity to verify).
     MESH_ERR_NO_ENDPOINT = 9,
     /// Mutual TLS failed, including a peer whose SPIFFE ID is not the one expected.
     MESH_ERR_TLS = 10,
@@ -52,11 +53,17 @@ pub enum mesh_status {
     /// A blocking call was made from a thread of the library's runtime (inside a callback),
     /// where waiting could deadlock; call it from another thread.
     MESH_ERR_WRONG_THREAD = 17,
+    /// The mesh does not know the service at all (not in `services:`, in no discovery backend,
+    /// named by no VirtualService): declare or register it, or fix the name. (Tunnels to unknown services
+    /// used to answer `MESH_ERR_NO_ENDPOINT`, which now means a known service without a
+    /// reachable endpoint; the Go and Python error types for this code still match
+    /// `NO_ENDPOINT` checks.)
+    MESH_ERR_UNKNOWN_SERVICE = 18,
 }
 
 impl mesh_status {
     /// Every code, in numeric order (for tests and `mesh_status_name`).
-    pub(crate) const ALL: [mesh_status; 18] = [
+    pub(crate) const ALL: [mesh_status; 19] = [
         Self::MESH_OK,
         Self::MESH_ERR_NULL_ARGUMENT,
         Self::MESH_ERR_INVALID_UTF8,
@@ -75,6 +82,7 @@ impl mesh_status {
         Self::MESH_ERR_IO,
         Self::MESH_ERR_CLOSED,
         Self::MESH_ERR_WRONG_THREAD,
+        Self::MESH_ERR_UNKNOWN_SERVICE,
     ];
 
     /// The code's constant name, as a C string.
@@ -98,6 +106,7 @@ impl mesh_status {
             Self::MESH_ERR_IO => c"MESH_ERR_IO",
             Self::MESH_ERR_CLOSED => c"MESH_ERR_CLOSED",
             Self::MESH_ERR_WRONG_THREAD => c"MESH_ERR_WRONG_THREAD",
+            Self::MESH_ERR_UNKNOWN_SERVICE => c"MESH_ERR_UNKNOWN_SERVICE",
         }
     }
 

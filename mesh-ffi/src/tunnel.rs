@@ -7,11 +7,12 @@ use std::{
     sync::{Arc, Mutex, PoisonError},
 };
 
-use mesh_client::hbone::H2Stream;
+use mesh_client::{hbone::H2Stream, mesh::MeshError};
 
 use crate::{
     boundary,
     bridge::{self, BridgeState},
+    destination,
     error::{Error, mesh_error},
     mesh::mesh_mesh,
     ptr, runtime,
@@ -87,7 +88,8 @@ impl TunnelParts {
 /// are retried on another endpoint. The result's socket carries the tunnel's bytes.
 ///
 /// Waits at most `timeout_ms` milliseconds (0: no limit beyond the mesh's own). Errors:
-/// `MESH_ERR_NO_ENDPOINT`, `MESH_ERR_TLS` (wrong SPIFFE ID), `MESH_ERR_DENIED` (the
+/// `MESH_ERR_UNKNOWN_SERVICE` (the mesh does not know the service), `MESH_ERR_NO_ENDPOINT`
+/// (it knows it, but no endpoint for the port can be reached), `MESH_ERR_TLS` (wrong SPIFFE ID), `MESH_ERR_DENIED` (the
 /// destination's policy), `MESH_ERR_UNAVAILABLE`, `MESH_ERR_TIMEOUT`, ...
 ///
 /// # Safety
@@ -113,7 +115,22 @@ pub unsafe extern "C" fn mesh_tunnel_connect(
             let mesh = mesh.clone();
             let what = format!("opening a tunnel to {target}");
             runtime::block(rt, runtime::timeout(timeout_ms), &what, async move {
-                let stream = mesh.connect(&target).await?;
+                let stream = match mesh.connect(&target).await {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        let unreachable = match &e {
+                            MeshError::NoEndpoint { host, port } => Some((host.clone(), *port)),
+                            _ => None,
+                        };
+                        let error = Error::from(e);
+                        return Err(match unreachable {
+                            Some((host, port)) => {
+                                destination::no_endpoint(&mesh, &host, port, error)
+                            }
+                            None => error,
+                        });
+                    }
+                };
                 let peer = stream
                     .peer_identity()
                     .map(|id| id.as_str().to_owned())

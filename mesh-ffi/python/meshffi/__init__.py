@@ -9,10 +9,20 @@ system's library path.
 """
 
 from ._lib import Status, lib
-from .errors import MeshError
+from .errors import MeshError, NoEndpointError, UnknownServiceError
 from .mesh import Listener, Mesh, Response, TunnelSocket
 
-__all__ = ["Listener", "Mesh", "MeshError", "Response", "Status", "TunnelSocket", "version"]
+__all__ = [
+    "Listener",
+    "Mesh",
+    "MeshError",
+    "NoEndpointError",
+    "Response",
+    "Status",
+    "TunnelSocket",
+    "UnknownServiceError",
+    "version",
+]
 
 
 def version() -> str:

@@ -52,6 +52,7 @@ class Status(enum.IntEnum):
     IO = 15
     CLOSED = 16
     WRONG_THREAD = 17
+    UNKNOWN_SERVICE = 18
 
 
 TUNNEL_RESET = 2

@@ -18,8 +18,29 @@ class MeshError(Exception):
         super().__init__(f"{name}: {message}")
 
 
+class NoEndpointError(MeshError):
+    """No endpoint of the service can be reached for the port (Status.NO_ENDPOINT), or the
+    service is not known at all (the subclass UnknownServiceError)."""
+
+
+class UnknownServiceError(NoEndpointError):
+    """The mesh does not know the service (Status.UNKNOWN_SERVICE): it is not under
+    `services:`, in no discovery backend, and named by no VirtualService. Declare or register
+    it, or fix the name; the message names the service and the services the mesh knows."""
+
+
+#: The exception class raised for a status; others raise MeshError itself.
+_CLASSES = {Status.NO_ENDPOINT: NoEndpointError, Status.UNKNOWN_SERVICE: UnknownServiceError}
+
+
+def error_for(status: int, message: str) -> MeshError:
+    """The exception for a failed call: MeshError or its subclass for the status."""
+    return _CLASSES.get(status, MeshError)(status, message)
+
+
 def check(status: int, error: ctypes.c_void_p) -> None:
-    """Raises MeshError for a failed status, freeing the error object."""
+    """Raises MeshError (or its subclass for the status) for a failed status, freeing the
+    error object."""
     if status == Status.OK:
         return
     message = "(no message)"
@@ -27,7 +48,7 @@ def check(status: int, error: ctypes.c_void_p) -> None:
         raw = lib.mesh_error_message(error)
         message = raw.decode("utf-8", "replace") if raw else message
         lib.mesh_error_free(error)
-    raise MeshError(status, message)
+    raise error_for(status, message)
 
 
 def encode(name: str, value) -> bytes:

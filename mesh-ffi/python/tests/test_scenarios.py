@@ -117,6 +117,23 @@ def test_http_request_and_httpx_transport(env):
     assert r.status_code == 200 and r.text == "POST /items x"
 
 
+def test_unknown_service_is_a_typed_error(env):
+    for call in (
+        lambda: env["orders"].connect("unknown.svc:80", timeout=STEP),
+        lambda: env["orders"].request("GET", "http://unknown.svc:8080/", timeout=STEP),
+    ):
+        with pytest.raises(meshffi.UnknownServiceError) as e:
+            call()
+        assert isinstance(e.value, meshffi.NoEndpointError), "older NO_ENDPOINT handlers still catch it"
+        assert e.value.status == meshffi.Status.UNKNOWN_SERVICE == 18
+        assert "unknown.svc" in e.value.message and "services:" in e.value.message, e.value
+        assert SERVICE in e.value.message, "the message lists the services the mesh knows"
+    with pytest.raises(meshffi.NoEndpointError) as e:
+        env["orders"].request("GET", f"http://{SERVICE}:7777/", timeout=STEP)
+    assert type(e.value) is meshffi.NoEndpointError and e.value.status == meshffi.Status.NO_ENDPOINT
+    assert "declares port(s)" in e.value.message, e.value
+
+
 def test_invalid_arguments(env):
     cases = [
         (lambda: meshffi.Mesh("identiti: {}"), meshffi.Status.CONFIG, "identiti"),
@@ -124,7 +141,8 @@ def test_invalid_arguments(env):
         (lambda: meshffi.Mesh("identity: {}\0"), meshffi.Status.INVALID_ARGUMENT, "NUL"),
         (lambda: meshffi.Mesh('{"identity": '), meshffi.Status.CONFIG, None),
         (lambda: env["orders"].connect("no-port"), meshffi.Status.INVALID_ARGUMENT, "host:port"),
-        (lambda: env["orders"].connect("unknown.svc:80"), meshffi.Status.NO_ENDPOINT, "unknown.svc"),
+        (lambda: env["orders"].connect("unknown.svc:80"), meshffi.Status.UNKNOWN_SERVICE, "unknown.svc"),
+        (lambda: env["orders"].connect(f"{SERVICE}:7777"), meshffi.Status.NO_ENDPOINT, "not 7777"),
         (lambda: env["orders"].request("GET", "https://x:1/"), meshffi.Status.INVALID_ARGUMENT, "http://"),
         (lambda: env["orders"].request("BAD METHOD", f"http://{SERVICE}:8080/"), meshffi.Status.INVALID_ARGUMENT, "method"),
         (lambda: env["orders"].request("GET", f"http://{SERVICE}:8080/", headers={"bad name": "v"}), meshffi.Status.INVALID_ARGUMENT, "header"),

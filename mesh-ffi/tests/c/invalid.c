@@ -45,8 +45,23 @@ void scenario_invalid_arguments(const mesh_mesh *client) {
                  MESH_ERR_INVALID_ARGUMENT, "host:port", "target without port");
     EXPECT_ERROR(mesh_tunnel_connect(client, "svc:\xc3\x28", 0, &tunnel, &error), error,
                  MESH_ERR_INVALID_UTF8, "target", "bad UTF-8 target");
+    /* A service the mesh does not know has its own status; the message names it and says
+     * where to declare it. A known service on a port it does not declare is NO_ENDPOINT. */
     EXPECT_ERROR(mesh_tunnel_connect(client, "unknown.svc:80", 0, &tunnel, &error), error,
-                 MESH_ERR_NO_ENDPOINT, "unknown.svc", "unknown service");
+                 MESH_ERR_UNKNOWN_SERVICE, "unknown.svc", "unknown service");
+    CHECK(tunnel == NULL);
+    CHECK(mesh_tunnel_connect(client, "unknown.svc:80", 0, &tunnel, &error) ==
+          MESH_ERR_UNKNOWN_SERVICE);
+    CHECK(strstr(mesh_error_message(error), "services:") != NULL);
+    CHECK(strstr(mesh_error_message(error), "inventory.shop.svc.cluster.local") != NULL);
+    CHECK(mesh_error_status(error) == MESH_ERR_UNKNOWN_SERVICE);
+    mesh_error_free(error);
+    error = NULL;
+    CHECK(strcmp(mesh_status_name(MESH_ERR_UNKNOWN_SERVICE), "MESH_ERR_UNKNOWN_SERVICE") == 0);
+    CHECK(MESH_ERR_UNKNOWN_SERVICE == 18);
+    EXPECT_ERROR(mesh_tunnel_connect(client, "inventory.shop.svc.cluster.local:7777", 0, &tunnel,
+                                     &error),
+                 error, MESH_ERR_NO_ENDPOINT, "not 7777", "undeclared port");
 
     EXPECT_ERROR(mesh_request_new("GET", "not a url", &request, &error), error,
                  MESH_ERR_INVALID_ARGUMENT, "URL", "bad URL");
@@ -65,14 +80,15 @@ void scenario_invalid_arguments(const mesh_mesh *client) {
     EXPECT_OK(mesh_request_set_body(request, NULL, 0, &error), error, "empty body");
     EXPECT_ERROR(mesh_request_send(request, NULL, 0, &response, &error), error,
                  MESH_ERR_NULL_ARGUMENT, "mesh", "send without mesh");
-    {
-        /* The HTTP client reports an unknown service as a failed attempt (no typed cause). */
-        mesh_status status = mesh_request_send(request, client, 0, &response, &error);
-        CHECK(status == MESH_ERR_NO_ENDPOINT || status == MESH_ERR_HTTP);
-        CHECK(strstr(mesh_error_message(error), "unknown.svc") != NULL);
-        mesh_error_free(error);
-        error = NULL;
-    }
+    EXPECT_ERROR(mesh_request_send(request, client, 0, &response, &error), error,
+                 MESH_ERR_UNKNOWN_SERVICE, "unknown.svc", "HTTP to an unknown service");
+    CHECK(response == NULL);
+    mesh_request_free(request);
+    EXPECT_OK(mesh_request_new("GET", "http://inventory.shop.svc.cluster.local:7777/", &request,
+                               &error),
+              error, "new");
+    EXPECT_ERROR(mesh_request_send(request, client, 0, &response, &error), error,
+                 MESH_ERR_NO_ENDPOINT, "not 7777", "HTTP to an undeclared port");
     CHECK(response == NULL);
     mesh_request_free(request);
     EXPECT_ERROR(mesh_response_body(NULL, &data, &len, &error), error, MESH_ERR_NULL_ARGUMENT,

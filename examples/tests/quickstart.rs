@@ -114,6 +114,7 @@ async fn modes_run_alone_serve_half_closing_clients_and_refuse_the_wrong_server(
     let mut server = Command::new(env!("CARGO_BIN_EXE_quickstart"))
         .arg("server")
         .args(identity("inventory"))
+        .args(["--admin", "127.0.0.1:0"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -131,6 +132,17 @@ async fn modes_run_alone_serve_half_closing_clients_and_refuse_the_wrong_server(
         .and_then(|rest| rest.split_once(" as "))
         .and_then(|(addr, _)| addr.parse().ok())
         .unwrap_or_else(|| panic!("not a listening line: {first:?}"));
+    let second = tokio::time::timeout(DEADLINE, lines.next_line())
+        .await
+        .expect("admin line in time")
+        .unwrap()
+        .expect("an admin line");
+    let admin: std::net::SocketAddr = second
+        .strip_prefix("admin endpoint on ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("not an admin line: {second:?}"));
+    let (status, body) = admin_get(admin, "/healthz/ready").await;
+    assert_eq!((status, body.as_str()), (200, "ready\n"));
 
     // A raw HTTP/1.1 request, then END_STREAM at once; the answer must still come.
     let creds = ca
@@ -166,6 +178,25 @@ async fn modes_run_alone_serve_half_closing_clients_and_refuse_the_wrong_server(
         "{answer}"
     );
 
+    // The admin endpoint counted the tunnel as its destination, with both identities.
+    let (status, metrics) = admin_get(admin, "/metrics").await;
+    assert_eq!(status, 200, "{metrics}");
+    let opened = metrics
+        .lines()
+        .find(|l| l.starts_with("istio_tcp_connections_opened_total{"))
+        .unwrap_or_else(|| panic!("no tunnel counted in\n{metrics}"));
+    for label in [
+        "reporter=\"destination\"".to_owned(),
+        format!("source_principal=\"{CLIENT_ID}\""),
+        format!("destination_principal=\"{SERVER_ID}\""),
+    ] {
+        assert!(opened.contains(&label), "{label} missing in {opened}");
+    }
+    assert!(opened.ends_with(" 1"), "{opened}");
+    let (status, dump) = admin_get(admin, "/config_dump").await;
+    assert_eq!(status, 200, "{dump}");
+    assert!(dump.contains(&format!("\"listen\": \"{addr}\"")), "{dump}");
+
     let wrong = "spiffe://quickstart.mesh.local/ns/shop/sa/payments";
     let refused = Command::new(env!("CARGO_BIN_EXE_quickstart"))
         .arg("client")
@@ -196,4 +227,23 @@ async fn modes_run_alone_serve_half_closing_clients_and_refuse_the_wrong_server(
         .expect("server stopped in time")
         .unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+/// `GET path` from an admin endpoint over HTTP/1.1: the status code and the body.
+async fn admin_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tokio::time::timeout(DEADLINE, async {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        tcp.read_to_string(&mut response).await.unwrap();
+        let (head, body) = response
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("not an HTTP response: {response}"));
+        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap();
+        (status, body.to_owned())
+    })
+    .await
+    .unwrap_or_else(|_| panic!("GET {path} took longer than {DEADLINE:?}"))
 }

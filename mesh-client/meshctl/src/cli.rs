@@ -165,7 +165,8 @@ pub(crate) enum HboneCommand {
     /// Accept HBONE tunnels and forward them to a TCP address, or echo their bytes back.
     ///
     /// Prints `listening on ADDR as SPIFFE_ID` on stdout once it accepts tunnels, then logs each
-    /// tunnel's verified peer identity to stderr (RUST_LOG sets the level; default info). The
+    /// tunnel's verified peer identity to stderr (RUST_LOG sets the level; default info); with
+    /// --admin it also serves metrics and the admin endpoint. The
     /// certificate files are re-read every second, so a rotated SVID is used without a restart.
     /// SIGINT or SIGTERM drains open tunnels for up to 5 seconds, then exits 0; a second signal
     /// exits at once.
@@ -211,6 +212,15 @@ pub(crate) struct HboneServeArgs {
     /// What to do with the tunnels' bytes.
     #[command(flatten)]
     pub(crate) delivery: DeliveryArgs,
+    /// Also serve the admin endpoint on ADDR, such as `127.0.0.1:15020` (port 0 picks one).
+    ///
+    /// It answers /metrics and /stats/prometheus (Istio's TCP metrics as the destination,
+    /// handshakes, certificate expiry), /healthz/ready, /config_dump and /logging, and is
+    /// announced on stdout as `admin endpoint on ADDR` after the `listening on` line. Bind it to
+    /// loopback unless the network may read it: it shows the configuration and changes log
+    /// levels.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) admin: Option<String>,
 }
 
 /// Where `hbone serve` sends accepted tunnels: exactly one of the options.

@@ -17,7 +17,7 @@ use tempfile::TempDir;
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::TcpListener,
-    process::{Child, Command},
+    process::{Child, ChildStdout, Command},
     sync::mpsc,
 };
 
@@ -174,15 +174,23 @@ struct Server {
     logs: mpsc::UnboundedReceiver<String>,
     /// Every log line received so far, for assertion messages.
     seen: Vec<String>,
+    /// stdout after the `listening on` line.
+    stdout: BufReader<ChildStdout>,
 }
 
 impl Server {
     /// Starts the server with the `server` SVID and `delivery` (`--echo` or `--forward ADDR`),
     /// and waits for its `listening on ADDR as ID` line.
     async fn start(pki: &Pki, delivery: &[&str]) -> Self {
+        Self::start_with(pki, delivery, &[]).await
+    }
+
+    /// [`start`](Self::start) with more arguments.
+    async fn start_with(pki: &Pki, delivery: &[&str], extra: &[&str]) -> Self {
         let mut args = strings(&["hbone", "serve", "--listen", "127.0.0.1:0"]);
         args.extend(pki.identity("server"));
         args.extend(strings(delivery));
+        args.extend(strings(extra));
         let mut child = meshctl().args(&args).spawn().expect("start meshctl serve");
 
         let stderr = child.stderr.take().expect("stderr is piped");
@@ -196,14 +204,15 @@ impl Server {
             }
         });
 
-        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
         let mut first = String::new();
-        let read = tokio::time::timeout(STEP, BufReader::new(stdout).read_line(&mut first)).await;
+        let read = tokio::time::timeout(STEP, stdout.read_line(&mut first)).await;
         let mut server = Self {
             child,
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             logs,
             seen: Vec::new(),
+            stdout,
         };
         let parsed = first
             .trim_end()
@@ -226,6 +235,18 @@ impl Server {
                     "no `listening on ADDR as ID` line: read {read:?}, line {first:?}, status {status:?}\nstderr:\n{logs}"
                 );
             }
+        }
+    }
+
+    /// The next line the server prints on stdout.
+    async fn next_stdout_line(&mut self) -> String {
+        let mut line = String::new();
+        match tokio::time::timeout(STEP, self.stdout.read_line(&mut line)).await {
+            Ok(Ok(n)) if n > 0 => line.trim_end().to_owned(),
+            other => panic!(
+                "no further stdout line within {STEP:?}: {other:?}\nstderr:\n{}",
+                self.drain_logs().await
+            ),
         }
     }
 
@@ -518,4 +539,130 @@ async fn sigterm_lets_open_tunnels_finish_then_exits_0() {
     assert_eq!(status.code(), Some(0), "{logs}");
     assert!(logs.contains(&format!("tunnel from {CLIENT_ID}")), "{logs}");
     assert!(logs.contains("stopped; every tunnel finished"), "{logs}");
+}
+
+/// `GET path` over HTTP/1.1 on a fresh connection: the status code and the body.
+async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    tokio::time::timeout(STEP, async {
+        let mut tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connect to the admin endpoint");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        tcp.write_all(request.as_bytes())
+            .await
+            .expect("send the request");
+        let mut response = Vec::new();
+        tcp.read_to_end(&mut response)
+            .await
+            .expect("read the response");
+        let response = String::from_utf8(response).expect("the admin endpoint answers text");
+        let (head, body) = response
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("not an HTTP response: {response}"));
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {head}"));
+        (status, body.to_owned())
+    })
+    .await
+    .unwrap_or_else(|_| panic!("GET {path} from {addr} took longer than {STEP:?}"))
+}
+
+#[tokio::test]
+async fn admin_flag_serves_readiness_metrics_and_config_dump() {
+    let pki = Pki::new().await;
+    let mut server = Server::start_with(&pki, &["--echo"], &["--admin", "127.0.0.1:0"]).await;
+    let line = server.next_stdout_line().await;
+    let admin: SocketAddr = line
+        .strip_prefix("admin endpoint on ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("expected `admin endpoint on ADDR`, got {line:?}"));
+    assert_eq!(admin.ip().to_string(), "127.0.0.1");
+
+    let (status, body) = http_get(admin, "/healthz/ready").await;
+    assert_eq!((status, body.as_str()), (200, "ready\n"));
+
+    // One echo tunnel, then the destination's TCP metrics show it.
+    let out = pki
+        .connect(server.addr, "127.0.0.1:8080", SERVER_ID, b"counted\n")
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(out.stdout, b"counted\n");
+
+    let (status, metrics) = http_get(admin, "/metrics").await;
+    assert_eq!(status, 200, "{metrics}");
+    let opened = metrics
+        .lines()
+        .find(|l| l.starts_with("istio_tcp_connections_opened_total{"))
+        .unwrap_or_else(|| panic!("no istio_tcp_connections_opened_total in\n{metrics}"));
+    assert!(opened.contains("reporter=\"destination\""), "{opened}");
+    assert!(
+        opened.contains(&format!("source_principal=\"{CLIENT_ID}\"")),
+        "{opened}"
+    );
+    assert!(
+        opened.contains(&format!("destination_principal=\"{SERVER_ID}\"")),
+        "{opened}"
+    );
+    assert!(opened.ends_with(" 1"), "{opened}");
+    // The tunnel ends when the client has read the echo; its close is recorded by then or soon
+    // after, so only its bytes are checked (the tunnel sent 8 of them back).
+    let received = metrics
+        .lines()
+        .find(|l| l.starts_with("istio_tcp_received_bytes_total{"))
+        .unwrap_or_else(|| panic!("no istio_tcp_received_bytes_total in\n{metrics}"));
+    assert!(received.ends_with(" 8"), "{received}");
+    assert!(
+        metrics.contains(&format!(
+            "mesh_certificate_expiry_timestamp_seconds{{spiffe_id=\"{SERVER_ID}\"}}"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("mesh_tls_handshakes_total{direction=\"inbound\",result=\"success\""),
+        "{metrics}"
+    );
+    let (status, same) = http_get(admin, "/stats/prometheus").await;
+    assert_eq!(status, 200);
+    assert!(
+        same.contains("istio_tcp_connections_opened_total{"),
+        "{same}"
+    );
+
+    let (status, dump) = http_get(admin, "/config_dump").await;
+    assert_eq!(status, 200, "{dump}");
+    assert!(
+        dump.contains(&format!("\"spiffe_id\": \"{SERVER_ID}\"")),
+        "{dump}"
+    );
+    assert!(
+        dump.contains(&format!("\"listen\": \"{}\"", server.addr)),
+        "{dump}"
+    );
+    assert!(dump.contains("\"mode\": \"echo\""), "{dump}");
+
+    // `meshctl status` reads the same endpoint.
+    let status = run(&strings(&["status", &admin.to_string()]), b"").await;
+    assert_eq!(status.status.code(), Some(0), "{}", describe(&status));
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains(SERVER_ID),
+        "{}",
+        describe(&status)
+    );
+
+    let (status, level) = http_get(admin, "/logging").await;
+    assert_eq!((status, level.as_str()), (200, "filter: info\n"));
+}
+
+#[tokio::test]
+async fn admin_flag_needs_an_address() {
+    let pki = Pki::new().await;
+    let mut args = strings(&["hbone", "serve", "--listen", "127.0.0.1:0", "--echo"]);
+    args.extend(pki.identity("server"));
+    args.extend(strings(&["--admin", "localhost:15020"]));
+    let out = run(&args, b"").await;
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(stderr(&out).contains("--admin"), "{}", describe(&out));
 }

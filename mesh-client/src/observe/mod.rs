@@ -35,7 +35,8 @@
 //!
 //! Access logs ([`ACCESS_LOG_TARGET`]), trace context ([`TraceContext`]) and runtime log levels
 //! ([`LogControl`]) are described in their modules; [`AdminServer`] serves `/metrics`,
-//! `/stats/prometheus`, `/healthz/ready`, `/config_dump` and `/logging`.
+//! `/stats/prometheus`, `/healthz/ready`, `/config_dump` and `/logging`; [`CredentialsState`]
+//! is what it reports for a server built from the low-level parts instead of a `Mesh`.
 //!
 //! A [`Mesh`](crate::mesh::Mesh) builds its `Telemetry` from the `telemetry:` section and wires
 //! it into its clients and servers; lower-level users pass one in
@@ -52,6 +53,7 @@ pub(crate) mod http;
 mod labels;
 mod logging;
 mod recorder;
+mod standalone;
 mod state;
 mod trace;
 
@@ -70,6 +72,7 @@ pub use flags::ResponseFlags;
 pub use labels::{Reporter, RequestProtocol, ServiceLabels, UNKNOWN, WorkloadLabels};
 pub use logging::{LogControl, LogError, init_logging};
 pub use recorder::MAX_FLOWS;
+pub use standalone::CredentialsState;
 pub use state::{CertificateState, DiscoveryState, OutlierState, StateReport, StateSource};
 pub use trace::{BAGGAGE, TRACEPARENT, TRACESTATE, TraceContext};
 

@@ -16,7 +16,8 @@
 //! The modes can also be run by hand with certificates from `meshctl ca issue`:
 //!
 //! ```text
-//! quickstart server --cert svid.pem --key svid.key --bundle bundle.pem [--listen 127.0.0.1:15008]
+//! quickstart server --cert svid.pem --key svid.key --bundle bundle.pem [--listen 127.0.0.1:15008] \
+//!     [--admin 127.0.0.1:15020]
 //! quickstart client --cert svid.pem --key svid.key --bundle bundle.pem \
 //!     --server 127.0.0.1:15008 --expect-id spiffe://quickstart.mesh.local/ns/shop/sa/inventory
 //! ```
@@ -51,9 +52,12 @@ use hyper::{
     service::service_fn,
 };
 use hyper_util::rt::TokioIo;
-use mesh_client::hbone::{
-    Delivery, Destination, HboneClient, HboneClientConfig, HboneServer, HboneServerConfig,
-    InboundTunnel,
+use mesh_client::{
+    hbone::{
+        Delivery, Destination, HboneClient, HboneClientConfig, HboneServer, HboneServerConfig,
+        InboundTunnel,
+    },
+    observe::{AdminServer, CredentialsState, Telemetry, WorkloadLabels},
 };
 use mesh_core::{SpiffeId, TrustDomain};
 use mesh_tls::{
@@ -127,6 +131,11 @@ struct ServerArgs {
     /// Where to accept HBONE.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
     listen: SocketAddr,
+    /// Also serve the admin endpoint here (/metrics, /stats/prometheus, /healthz/ready,
+    /// /config_dump), such as 127.0.0.1:15020; port 0 picks one. Announced as
+    /// `admin endpoint on ADDR` after the `listening on` line.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args)]

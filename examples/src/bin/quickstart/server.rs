@@ -8,16 +8,38 @@ pub(crate) async fn server(args: ServerArgs) -> Result<(), QuickstartError> {
     let (source, credentials) = load_identity(&args.identity)?;
     // Rotation: re-read the files every second and swap new material in; no restart needed.
     let _watch = source.watch(credentials.clone(), RELOAD_INTERVAL);
-    let tls = MeshTls::new(credentials, TlsOptions::default())
+    let tls = MeshTls::new(credentials.clone(), TlsOptions::default())
         .map_err(failed("build the TLS configuration"))?;
     let me = tls.credentials().svid().spiffe_id().clone();
 
+    // With --admin, the server records Istio's metrics as the destination of each tunnel.
+    let telemetry = args
+        .admin
+        .map(|_| Telemetry::new(WorkloadLabels::peer(Some(&me), None), &Default::default()));
     let mut config = HboneServerConfig::default();
     config.listen = args.listen;
+    config.telemetry = telemetry.clone();
     let server = HboneServer::bind(tls, config, Delivery::Handler(Arc::new(serve_http)))
         .await
         .map_err(failed("listen for HBONE"))?;
+    let admin = match (args.admin, telemetry) {
+        (Some(listen), Some(telemetry)) => {
+            let details = serde_json::json!({
+                "inbound": { "listen": server.local_addr().to_string() },
+                "admin": { "listen": listen.to_string() },
+            });
+            let state = CredentialsState::register(credentials, &telemetry, details);
+            let admin = AdminServer::bind(listen, telemetry, state, None)
+                .await
+                .map_err(failed("listen for the admin endpoint"))?;
+            Some(admin)
+        }
+        _ => None,
+    };
     println!("listening on {} as {me}", server.local_addr());
+    if let Some(admin) = &admin {
+        println!("admin endpoint on {}", admin.local_addr());
+    }
 
     tokio::select! {
         () = stdin_closed() => println!("stdin closed: draining open tunnels, then stopping"),

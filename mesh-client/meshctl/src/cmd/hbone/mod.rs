@@ -12,8 +12,9 @@ use std::{
     net::SocketAddr,
 };
 
+use mesh_client::observe::LogControl;
 use mesh_tls::{Credentials, source::files::FileSource};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{EnvFilter, layer::SubscriberExt, reload, util::SubscriberInitExt};
 
 use super::Outcome;
 use crate::{
@@ -59,27 +60,32 @@ fn load_identity(args: &IdentityArgs) -> Result<(FileSource, Credentials), Error
 }
 
 /// Sends `tracing` events to stderr, filtered by `RUST_LOG` or else by `default` (`info`,
-/// `warn`, ...). Colors only on a terminal, so captured logs stay plain text.
-fn init_logging(default: &str) -> Result<(), Error> {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(value) if !value.trim().is_empty() => {
-            EnvFilter::try_new(&value).map_err(|e| Error::InvalidArg {
-                flag: "RUST_LOG",
-                value: value.clone(),
-                reason: format!("{e}; use a level such as info or debug, or meshctl=debug,info"),
-            })?
-        }
-        _ => EnvFilter::new(default),
+/// `warn`, ...). Colors only on a terminal, so captured logs stay plain text. The returned
+/// control changes the filter later (the admin endpoint's `/logging`).
+fn init_logging(default: &str) -> Result<LogControl, Error> {
+    let directives = match std::env::var("RUST_LOG") {
+        Ok(value) if !value.trim().is_empty() => value,
+        _ => default.to_owned(),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(io::stderr)
-        .with_ansi(io::stderr().is_terminal())
+    let filter = EnvFilter::try_new(&directives).map_err(|e| Error::InvalidArg {
+        flag: "RUST_LOG",
+        value: directives.clone(),
+        reason: format!("{e}; use a level such as info or debug, or meshctl=debug,info"),
+    })?;
+    let (filter, handle) = reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(io::stderr)
+                .with_ansi(io::stderr().is_terminal()),
+        )
         .try_init()
         .map_err(|e| Error::Setup {
             what: "logging",
             reason: e.to_string(),
-        })
+        })?;
+    Ok(LogControl::from_reload(handle, &directives))
 }
 
 /// Builds the error for a failed set-up step, for use with `map_err`.

@@ -2,8 +2,11 @@
 
 use std::{io::Write, net::SocketAddr, sync::Arc, time::Duration};
 
-use mesh_client::hbone::{
-    Delivery, ForwardTo, HboneServer, HboneServerConfig, InboundRequest, InboundTunnel, Verdict,
+use mesh_client::{
+    hbone::{
+        Delivery, ForwardTo, HboneServer, HboneServerConfig, InboundRequest, InboundTunnel, Verdict,
+    },
+    observe::{AdminServer, CredentialsState, LogControl, Telemetry, WorkloadLabels},
 };
 use mesh_tls::{Credentials, MeshTls, TlsOptions, source::files::FileSource};
 use tokio::{
@@ -37,24 +40,52 @@ pub(super) fn run(args: &HboneServeArgs, out: &mut dyn Write) -> Result<Outcome,
         )?)),
         None => Delivery::Handler(Arc::new(echo)),
     };
+    let admin = args
+        .admin
+        .as_deref()
+        .map(|a| parse_addr("--admin", a, "127.0.0.1:15020"))
+        .transpose()?;
+    let mode = if args.delivery.echo {
+        "echo"
+    } else {
+        "forward"
+    };
     let (source, credentials) = load_identity(&args.identity)?;
     let tls = MeshTls::new(credentials.clone(), TlsOptions::default()).map_err(Error::Tls)?;
-    init_logging("info")?;
+    let logs = init_logging("info")?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(setup("the async runtime"))?;
-    let result = runtime.block_on(serve(listen, delivery, source, credentials, tls, out));
+    let admin = admin.map(|listen| Admin { listen, logs, mode });
+    let result = runtime.block_on(serve(
+        listen,
+        delivery,
+        admin,
+        source,
+        credentials,
+        tls,
+        out,
+    ));
     // Drained already (or told to stop at once); whatever is left is not worth waiting for.
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
+}
+
+/// What `--admin` asks for.
+struct Admin {
+    listen: SocketAddr,
+    logs: LogControl,
+    /// `echo` or `forward`, for `/config_dump`.
+    mode: &'static str,
 }
 
 /// Serves until the first signal, then drains; a second signal stops at once.
 async fn serve(
     listen: SocketAddr,
     delivery: Delivery,
+    admin: Option<Admin>,
     source: FileSource,
     credentials: Credentials,
     tls: MeshTls,
@@ -68,8 +99,13 @@ async fn serve(
     // Subscribed here, not in the task, so a rotation right after start-up is not missed.
     tokio::spawn(log_reloads(credentials.clone(), credentials.subscribe()));
 
+    // Metrics are recorded only when someone can read them.
+    let telemetry = admin
+        .as_ref()
+        .map(|_| Telemetry::new(WorkloadLabels::peer(Some(&id), None), &Default::default()));
     let mut config = HboneServerConfig::default();
     config.listen = listen;
+    config.telemetry = telemetry.clone();
     let server = HboneServer::bind(tls, config, delivery)
         .await
         .map_err(|source| Error::Listen {
@@ -78,7 +114,30 @@ async fn serve(
         })?;
     server.set_policy(log_tunnel);
     let addr = server.local_addr();
+    let admin_server = match (admin, telemetry) {
+        (Some(admin), Some(telemetry)) => {
+            let state = CredentialsState::register(
+                credentials.clone(),
+                &telemetry,
+                serde_json::json!({
+                    "inbound": { "listen": addr.to_string(), "mode": admin.mode },
+                    "admin": { "listen": admin.listen.to_string() },
+                }),
+            );
+            let server = AdminServer::bind(admin.listen, telemetry, state, Some(admin.logs))
+                .await
+                .map_err(|source| Error::Listen {
+                    addr: admin.listen,
+                    source,
+                })?;
+            Some(server)
+        }
+        _ => None,
+    };
     writeln!(out, "listening on {addr} as {id}")?;
+    if let Some(admin) = &admin_server {
+        writeln!(out, "admin endpoint on {}", admin.local_addr())?;
+    }
     out.flush()?;
 
     let signal = signals.next().await;

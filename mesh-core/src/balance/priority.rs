@@ -6,6 +6,8 @@
 //!
 //! 1. A level's *health* is `min(100, overprovisioning% * healthy / total)`: with the default
 //!    factor of 140%, a level still counts as fully healthy down to ~72% healthy endpoints.
+//!    A level with any healthy endpoint has a health of at least 1, where Envoy's integer
+//!    division would round it down to 0 and starve the only endpoints that can serve.
 //! 2. Levels are filled in order: level 0 takes `health_0`% of the load, the next level takes up to
 //!    its health from what is left, and so on. When the healths add up to less than 100 the
 //!    shares are scaled up so they still sum to 100 (rounding leftovers go to the first level
@@ -205,12 +207,20 @@ impl Priorities {
 fn compute_load(levels: &[Level; LEVELS], config: &PriorityConfig) -> PriorityLoad {
     let factor = u64::from(config.overprovisioning_percent);
     let threshold = u64::from(config.panic_threshold_percent.min(100));
+    // A level with any healthy endpoint counts at least 1%: Envoy's integer division rounds a
+    // few healthy endpoints among many (1 of 141 at 140%) down to 0%, which can send every pick
+    // to a level with no healthy endpoint at all while this one has some.
     let health = levels.each_ref().map(|l| {
         let healthy = factor.saturating_mul(l.healthy.len() as u64);
-        healthy
+        let health = healthy
             .checked_div(l.all.len() as u64)
             .unwrap_or(0)
-            .min(100)
+            .min(100);
+        if l.healthy.is_empty() {
+            health
+        } else {
+            health.max(1)
+        }
     });
     let normalized = health.iter().sum::<u64>().min(100);
     let mut load = PriorityLoad::default();

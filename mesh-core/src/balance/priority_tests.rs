@@ -178,3 +178,22 @@ fn config_validation() {
     };
     assert!(bad.validate().is_err());
 }
+
+#[test]
+fn a_level_with_few_healthy_endpoints_still_gets_traffic() {
+    // 140% * 1/142 rounds down to 0% health. Found by the balancer_ops fuzz target.
+    let (eps, mut config) = set([(0, 1), (1, 141), (0, 0), (0, 0)]);
+    config.panic_threshold_percent = 0;
+    let mut p = Priorities::new(&eps, &vec![false; eps.len()], &config);
+    assert_eq!(p.load().percent, [0, 100, 0, 0]);
+    let candidates = p.choose(None).expect("the healthy endpoint is a candidate");
+    assert_eq!(candidates.indices(), &[1]);
+
+    // With a small overprovisioning factor the shares summed to 0 and the pick fell to level 0
+    // by accident.
+    let (eps, mut config) = set([(1, 1), (0, 0), (0, 0), (0, 0)]);
+    config.overprovisioning_percent = 1;
+    let l = Priorities::new(&eps, &vec![false; eps.len()], &config).load();
+    assert_eq!(l.percent, [100, 0, 0, 0]);
+    assert!(!l.panic[0]);
+}

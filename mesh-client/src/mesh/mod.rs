@@ -33,6 +33,7 @@
 
 mod admin;
 mod error;
+mod ext_authz;
 mod grpc;
 mod identity;
 mod inbound;

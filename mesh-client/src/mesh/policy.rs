@@ -16,7 +16,10 @@ use mesh_policy::{
     ratelimit::{Decision as LimitDecision, LocalRateLimiter, RateLimitConfig, RateLimiter},
 };
 
-use super::MeshError;
+use super::{
+    MeshError,
+    ext_authz::{CheckOutcome, ExtAuthz},
+};
 use crate::{
     authn::{JwksClient, JwksRefreshConfig, JwksRefresher, JwksTls},
     hbone::{InboundRequest, Verdict},
@@ -36,6 +39,8 @@ pub(crate) struct Policies {
     global_limit: Option<GlobalRateLimiter>,
     /// Where decisions and refusals are recorded (set once by the mesh).
     telemetry: std::sync::OnceLock<crate::observe::Telemetry>,
+    /// The external authorizers CUSTOM policies delegate to.
+    ext_authz: ExtAuthz,
 }
 
 fn read_limits(path: &std::path::Path, field: &str) -> Result<RateLimitConfig, MeshError> {
@@ -64,6 +69,44 @@ pub(crate) fn policy_workload(settings: &WorkloadSettings) -> Workload {
     workload
 }
 
+/// A CUSTOM policy must name a configured `extension_providers` entry: refused at load time
+/// (Istio would deny its requests at run time instead, which is harder to diagnose).
+fn check_providers(
+    settings: &WorkloadSettings,
+    shown: &str,
+    policies: &SecurityPolicies,
+) -> Result<(), MeshError> {
+    for policy in &policies.authorization {
+        if let mesh_policy::authz::Action::Custom { provider } = &policy.action
+            && !settings
+                .extension_providers
+                .iter()
+                .any(|p| p.name == *provider)
+        {
+            let known: Vec<&str> = settings
+                .extension_providers
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect();
+            return Err(MeshError::Policy {
+                path: shown.to_owned(),
+                reason: format!(
+                    "CUSTOM policy {}: spec.provider.name {provider:?} is not a configured \
+                     extension provider (configured: {}); add it to `extension_providers` \
+                     in the mesh config",
+                    policy.id,
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Reads every policy file; the first invalid one fails the load, naming file and field.
 pub(crate) fn read_files(settings: &WorkloadSettings) -> Result<SecurityPolicies, MeshError> {
     let mut all = SecurityPolicies::default();
@@ -77,6 +120,7 @@ pub(crate) fn read_files(settings: &WorkloadSettings) -> Result<SecurityPolicies
             path: shown.clone(),
             reason: e.to_string(),
         })?;
+        check_providers(settings, &shown, &policies)?;
         all.extend(policies);
     }
     Ok(all)
@@ -129,6 +173,7 @@ impl Policies {
             local_limit,
             global_limit,
             telemetry: std::sync::OnceLock::new(),
+            ext_authz: ExtAuthz::new(&settings.extension_providers),
         })
     }
 
@@ -158,6 +203,13 @@ impl Policies {
         {
             let policy = decision.policy.map(ToString::to_string);
             t.authz(layer, decision.allowed, policy.as_deref());
+        }
+    }
+
+    /// Counts the outcome of asking the external authorizers, under the CUSTOM policy.
+    fn record_custom(&self, allowed: bool, policy: &str) {
+        if let Some(t) = self.telemetry.get() {
+            t.authz(crate::observe::Layer::Http, allowed, Some(policy));
         }
     }
 
@@ -276,8 +328,11 @@ impl Policies {
             subject = subject.with_auth(auth);
         }
         let decision = self.authorizer.evaluate(&subject);
-        self.record_decision(crate::observe::Layer::Http, &decision);
-        match decision.verdict() {
+        let verdict = decision.verdict();
+        if !matches!(verdict, AuthzVerdict::AskProviders(_)) {
+            self.record_decision(crate::observe::Layer::Http, &decision);
+        }
+        match verdict {
             AuthzVerdict::Allow => {
                 self.check_limits(&subject).await?;
                 Ok(Request::from_parts(parts, body))
@@ -291,12 +346,41 @@ impl Policies {
                     .insert(crate::observe::http::PolicyNote(format!("deny: {why}")));
                 Err(Box::new(response))
             }
-            AuthzVerdict::AskProviders(_) => {
-                tracing::warn!(peer = %peer.id, "CUSTOM authorization provider is not configured; denying");
-                Err(Box::new(answer(
-                    StatusCode::FORBIDDEN,
-                    "RBAC: access denied",
-                )))
+            AuthzVerdict::AskProviders(delegations) => {
+                for delegation in delegations {
+                    let policy = delegation.policy.to_string();
+                    match self.ext_authz.check(delegation.provider, &parts).await {
+                        CheckOutcome::Allow(headers) => {
+                            for (name, value) in headers {
+                                parts.headers.insert(name, value);
+                            }
+                        }
+                        CheckOutcome::Deny { mut response, why } => {
+                            self.record_custom(false, &policy);
+                            tracing::info!(
+                                peer = %peer.id,
+                                provider = delegation.provider,
+                                %policy,
+                                reason = %why,
+                                "HTTP request denied by the external authorizer"
+                            );
+                            response
+                                .extensions_mut()
+                                .insert(crate::observe::http::PolicyNote(format!(
+                                    "deny: CUSTOM ({policy}, {why})"
+                                )));
+                            response.extensions_mut().insert(
+                                crate::observe::ResponseFlags::UNAUTHORIZED_EXTERNAL_SERVICE,
+                            );
+                            return Err(Box::new(response));
+                        }
+                    }
+                }
+                if let Some(first) = delegations.first() {
+                    self.record_custom(true, &first.policy.to_string());
+                }
+                self.check_limits(&subject).await?;
+                Ok(Request::from_parts(parts, body))
             }
         }
     }

@@ -1,0 +1,307 @@
+//! `CUSTOM` authorization: asking an external HTTP authorizer, as Envoy's `ext_authz` filter
+//! does with an HTTP service (Istio's `envoyExtAuthzHttp` extension provider).
+//!
+//! For each request a `CUSTOM` policy matched, the provider receives a check request over
+//! plain TCP (one pooled hyper client for every provider): the original method, the
+//! provider's `path_prefix` followed by the original path and query, the original `Host`,
+//! `Authorization` and the headers `include_request_headers_in_check` names, plus the fixed
+//! `include_additional_headers_in_check`, and an empty body. Then, as Envoy:
+//!
+//! - **200** allows; the answer's headers named by `headers_to_upstream_on_allow` replace
+//!   the request's (none by default) and its body is ignored;
+//! - **5xx**, a connection failure or the `timeout` is an error: allowed when `fail_open`,
+//!   else answered with `status_on_error` (default 403) and an empty body;
+//! - **any other status** denies: the caller gets that status, the authorizer's body (up to
+//!   64 KiB) and its headers named by `headers_to_downstream_on_deny` (all but `host` and
+//!   framing headers when the list is empty; `www-authenticate` and `location` always).
+
+use std::{collections::HashMap, time::Duration};
+
+use bytes::Bytes;
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header, request::Parts,
+};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+use mesh_core::config::{ExtAuthzHttpSettings, ExtensionProvider, HeaderPattern};
+
+/// The largest denial body passed on to the caller.
+const MAX_DENY_BODY: usize = 64 * 1024;
+/// Idle pooled connections to an authorizer are closed after this long.
+const POOL_IDLE: Duration = Duration::from_secs(90);
+
+/// Headers that describe one hop's framing, never copied between messages.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+    "content-length",
+];
+
+fn hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name.as_str())
+}
+
+/// What one provider said about a request.
+#[derive(Debug)]
+pub(crate) enum CheckOutcome {
+    /// Let it through, setting these headers on the request first.
+    Allow(Vec<(HeaderName, HeaderValue)>),
+    /// Answer this instead (the provider's denial, or `status_on_error`).
+    Deny {
+        /// The answer.
+        response: Response<Bytes>,
+        /// For logs: what happened.
+        why: String,
+    },
+}
+
+/// The configured providers and the client that reaches them.
+pub(crate) struct ExtAuthz {
+    providers: HashMap<String, ExtAuthzHttpSettings>,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl ExtAuthz {
+    /// One pooled client for every provider in `providers`.
+    pub(crate) fn new(providers: &[ExtensionProvider]) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .build(connector);
+        Self {
+            providers: providers
+                .iter()
+                .map(|p| (p.name.clone(), p.http.clone()))
+                .collect(),
+            client,
+        }
+    }
+
+    /// Asks provider `name` about the request described by `parts`.
+    pub(crate) async fn check(&self, name: &str, parts: &Parts) -> CheckOutcome {
+        let Some(settings) = self.providers.get(name) else {
+            // Loading refuses policies naming unknown providers; fail closed all the same.
+            return CheckOutcome::Deny {
+                response: error_response(StatusCode::FORBIDDEN),
+                why: format!("provider {name:?} is not configured"),
+            };
+        };
+        let request = match check_request(settings, parts) {
+            Ok(request) => request,
+            Err(why) => return failed(settings, why),
+        };
+        let asked = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| format!("cannot reach {}: {e}", settings.authority))?;
+            let (head, body) = response.into_parts();
+            if head.status.is_server_error() {
+                return Err(format!(
+                    "{} answered {} (an authorizer error)",
+                    settings.authority, head.status
+                ));
+            }
+            if head.status == StatusCode::OK {
+                return Ok((head, Bytes::new()));
+            }
+            let body = Limited::new(body, MAX_DENY_BODY)
+                .collect()
+                .await
+                .map_err(|e| format!("reading {}'s denial: {e}", settings.authority))?
+                .to_bytes();
+            Ok((head, body))
+        };
+        match tokio::time::timeout(settings.timeout, asked).await {
+            Err(_) => failed(
+                settings,
+                format!(
+                    "{} did not answer within {:?}",
+                    settings.authority, settings.timeout
+                ),
+            ),
+            Ok(Err(why)) => failed(settings, why),
+            Ok(Ok((head, _))) if head.status == StatusCode::OK => CheckOutcome::Allow(
+                head.headers
+                    .iter()
+                    .filter(|(n, _)| {
+                        !hop_by_hop(n)
+                            && HeaderPattern::any(
+                                &settings.headers_to_upstream_on_allow,
+                                n.as_str(),
+                            )
+                    })
+                    .map(|(n, v)| (n.clone(), v.clone()))
+                    .collect(),
+            ),
+            Ok(Ok((head, body))) => {
+                let mut response = Response::new(body);
+                *response.status_mut() = head.status;
+                copy_denial_headers(settings, &head.headers, response.headers_mut());
+                CheckOutcome::Deny {
+                    why: format!("provider {name:?} answered {}", head.status),
+                    response,
+                }
+            }
+        }
+    }
+}
+
+/// The provider could not answer: `fail_open` decides.
+fn failed(settings: &ExtAuthzHttpSettings, why: String) -> CheckOutcome {
+    if settings.fail_open {
+        tracing::warn!(reason = %why, "external authorizer failed; allowing (fail_open)");
+        CheckOutcome::Allow(Vec::new())
+    } else {
+        let status =
+            StatusCode::from_u16(settings.status_on_error).unwrap_or(StatusCode::FORBIDDEN);
+        CheckOutcome::Deny {
+            response: error_response(status),
+            why,
+        }
+    }
+}
+
+fn error_response(status: StatusCode) -> Response<Bytes> {
+    let mut response = Response::new(Bytes::new());
+    *response.status_mut() = status;
+    response
+}
+
+fn copy_denial_headers(settings: &ExtAuthzHttpSettings, from: &HeaderMap, to: &mut HeaderMap) {
+    let listed = &settings.headers_to_downstream_on_deny;
+    for (name, value) in from {
+        if hop_by_hop(name) || *name == header::HOST {
+            continue;
+        }
+        let wanted = listed.is_empty()
+            || HeaderPattern::any(listed, name.as_str())
+            || *name == header::WWW_AUTHENTICATE
+            || *name == header::LOCATION;
+        if wanted {
+            to.append(name.clone(), value.clone());
+        }
+    }
+}
+
+/// The check request for `parts` as Envoy's HTTP ext_authz client builds it.
+fn check_request(
+    settings: &ExtAuthzHttpSettings,
+    parts: &Parts,
+) -> Result<Request<Full<Bytes>>, String> {
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let uri = format!(
+        "http://{}{}{}",
+        settings.authority, settings.path_prefix, path
+    );
+    let mut request = Request::builder()
+        .method(parts.method.clone())
+        .uri(&uri)
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| format!("cannot build the check request for {uri:?}: {e}"))?;
+    let headers = request.headers_mut();
+    for (name, value) in &parts.headers {
+        if hop_by_hop(name) || *name == header::HOST {
+            continue;
+        }
+        if *name == header::AUTHORIZATION
+            || HeaderPattern::any(&settings.include_request_headers, name.as_str())
+        {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    // The original authority, as Envoy sends it (the URI's, else the Host header).
+    let host = parts
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .or_else(|| parts.headers.get(header::HOST).cloned());
+    if let Some(host) = host {
+        headers.insert(header::HOST, host);
+    }
+    for (name, value) in &settings.additional_headers {
+        // Validated when the configuration was loaded.
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(yaml: &str) -> ExtAuthzHttpSettings {
+        let config = mesh_core::config::MeshConfig::from_yaml(&format!(
+            "extension_providers: [{{ name: p, envoy_ext_authz_http: {yaml} }}]"
+        ))
+        .unwrap();
+        config.workload_settings().unwrap().extension_providers[0]
+            .http
+            .clone()
+    }
+
+    #[test]
+    fn check_request_carries_method_prefixed_path_and_chosen_headers() {
+        let s = settings(
+            "{ service: 127.0.0.1, port: 9, path_prefix: /ext, \
+             include_request_headers_in_check: [x-user, 'x-b3-*'], \
+             include_additional_headers_in_check: { x-from: mesh } }",
+        );
+        let (parts, ()) = Request::post("http://inventory:8080/stock?id=1")
+            .header("x-user", "alice")
+            .header("x-b3-traceid", "1")
+            .header("cookie", "secret")
+            .header("authorization", "Bearer t")
+            .header("content-length", "5")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let check = check_request(&s, &parts).unwrap();
+        assert_eq!(check.method(), http::Method::POST);
+        assert_eq!(check.uri().to_string(), "http://127.0.0.1:9/ext/stock?id=1");
+        let h = check.headers();
+        assert_eq!(h["host"], "inventory:8080");
+        assert_eq!(h["x-user"], "alice");
+        assert_eq!(h["x-b3-traceid"], "1");
+        assert_eq!(h["authorization"], "Bearer t");
+        assert_eq!(h["x-from"], "mesh");
+        assert!(!h.contains_key("cookie"));
+        assert!(!h.contains_key("content-length"));
+    }
+
+    #[test]
+    fn denial_headers_follow_the_list() {
+        let mut from = HeaderMap::new();
+        from.insert("x-reason", HeaderValue::from_static("no"));
+        from.insert("x-other", HeaderValue::from_static("1"));
+        from.insert("www-authenticate", HeaderValue::from_static("Bearer"));
+        from.insert("host", HeaderValue::from_static("authz"));
+        from.insert("content-length", HeaderValue::from_static("2"));
+        let mut all = HeaderMap::new();
+        copy_denial_headers(&settings("{ service: a, port: 1 }"), &from, &mut all);
+        assert_eq!(all.len(), 3, "{all:?}");
+        let mut listed = HeaderMap::new();
+        copy_denial_headers(
+            &settings("{ service: a, port: 1, headers_to_downstream_on_deny: ['x-r*'] }"),
+            &from,
+            &mut listed,
+        );
+        assert!(listed.contains_key("x-reason") && listed.contains_key("www-authenticate"));
+        assert!(!listed.contains_key("x-other"));
+    }
+}

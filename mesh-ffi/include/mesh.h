@@ -110,7 +110,9 @@ typedef struct mesh_mesh mesh_mesh;
 // one request may be sent several times and from several threads.
 typedef struct mesh_request mesh_request;
 
-// A complete HTTP response: status, headers (in received order) and body.
+// An HTTP response: status, headers (in received order) and body. Reading the body
+// (`mesh_response_read`) needs the handle to itself; the accessors may be called from any
+// thread.
 typedef struct mesh_response mesh_response;
 
 // A running inbound listener. Thread-safe: several threads may accept at once.
@@ -119,6 +121,11 @@ typedef struct mesh_server mesh_server;
 // One tunnel: the host's socket (until taken), the peer's identity and address, and the
 // tunnel's state. Freeing the handle closes the socket only if it was never taken.
 typedef struct mesh_tunnel mesh_tunnel;
+
+// A request in flight whose body is being written: `mesh_upload_write` adds to it,
+// `mesh_upload_finish` ends it and waits for the response. Thread-safe, but writes from
+// several threads interleave in no defined order.
+typedef struct mesh_upload mesh_upload;
 
 // Asked about every inbound tunnel the configured policies allow, before it is accepted:
 // return non-zero to allow it, 0 to deny it (the client gets HTTP 401, `MESH_ERR_DENIED`).
@@ -209,7 +216,9 @@ mesh_status mesh_request_set_response_limit(mesh_request *request,
 
 // Sends `request` through `mesh` and reads the whole response, waiting at most `timeout_ms`
 // milliseconds (0: only the mesh's own request timeout). Any HTTP status is a success here
-// (403 from the destination's policy included); errors are failures to get a response.
+// (403 from the destination's policy included); errors are failures to get a response:
+// `MESH_ERR_UNKNOWN_SERVICE` (the mesh does not know the URL's service),
+// `MESH_ERR_NO_ENDPOINT`, `MESH_ERR_TLS`, `MESH_ERR_TIMEOUT`, `MESH_ERR_HTTP`, ...
 //
 // # Safety
 //
@@ -221,61 +230,27 @@ mesh_status mesh_request_send(const mesh_request *request,
                               mesh_response **response_out,
                               mesh_error **error_out);
 
+// Like `mesh_request_send` (the request body is sent whole, so retries still apply), but
+// returns as soon as the response's status and headers arrived: read the body in chunks
+// with `mesh_response_read`, so a large one never has to fit in memory (the request's
+// response limit does not apply). `timeout_ms` bounds the wait for the headers; each read
+// has its own.
+//
+// # Safety
+//
+// As for `mesh_request_send`.
+mesh_status mesh_request_start(const mesh_request *request,
+                               const mesh_mesh *mesh,
+                               uint32_t timeout_ms,
+                               mesh_response **response_out,
+                               mesh_error **error_out);
+
 // Frees a request. NULL is accepted.
 //
 // # Safety
 //
 // `request` is NULL or a live `mesh_request` no other call is using, not freed before.
 void mesh_request_free(mesh_request *request);
-
-// The response's HTTP status code; 0 for NULL.
-//
-// # Safety
-//
-// `response` is NULL or a live `mesh_response`.
-uint16_t mesh_response_status(const mesh_response *response);
-
-// How many header lines the response has; 0 for NULL.
-//
-// # Safety
-//
-// `response` is NULL or a live `mesh_response`.
-size_t mesh_response_header_count(const mesh_response *response);
-
-// The name (lower case) of header line `index`; NULL when out of range or for NULL. Valid
-// until the response is freed.
-//
-// # Safety
-//
-// `response` is NULL or a live `mesh_response`.
-const char *mesh_response_header_name(const mesh_response *response, size_t index);
-
-// The value of header line `index` (its bytes as received, NUL-terminated); NULL when out of
-// range or for NULL. Valid until the response is freed.
-//
-// # Safety
-//
-// `response` is NULL or a live `mesh_response`.
-const char *mesh_response_header_value(const mesh_response *response, size_t index);
-
-// The response body: `*data_out` points to `*len_out` bytes owned by the response (valid
-// until it is freed; NULL with length 0 for an empty body).
-//
-// # Safety
-//
-// `response` is NULL or a live `mesh_response`; `data_out`, `len_out` and `error_out` are
-// NULL or writable.
-mesh_status mesh_response_body(const mesh_response *response,
-                               const uint8_t **data_out,
-                               size_t *len_out,
-                               mesh_error **error_out);
-
-// Frees a response. NULL is accepted.
-//
-// # Safety
-//
-// `response` is NULL or a live `mesh_response` no other call is using, not freed before.
-void mesh_response_free(mesh_response *response);
 
 // Creates a workload from `config`: the mesh's YAML or JSON document, the same schema the
 // Rust API reads (`identity`, `services`, `inbound`, `policies`, `discovery`, ...). Unknown
@@ -311,6 +286,75 @@ const char *mesh_mesh_spiffe_id(const mesh_mesh *mesh);
 //
 // `mesh` is NULL or a live `mesh_mesh` that no other call is using, not freed before.
 void mesh_mesh_free(mesh_mesh *mesh);
+
+// The response's HTTP status code; 0 for NULL.
+//
+// # Safety
+//
+// `response` is NULL or a live `mesh_response`.
+uint16_t mesh_response_status(const mesh_response *response);
+
+// How many header lines the response has; 0 for NULL.
+//
+// # Safety
+//
+// `response` is NULL or a live `mesh_response`.
+size_t mesh_response_header_count(const mesh_response *response);
+
+// The name (lower case) of header line `index`; NULL when out of range or for NULL. Valid
+// until the response is freed.
+//
+// # Safety
+//
+// `response` is NULL or a live `mesh_response`.
+const char *mesh_response_header_name(const mesh_response *response, size_t index);
+
+// The value of header line `index` (its bytes as received, NUL-terminated); NULL when out of
+// range or for NULL. Valid until the response is freed.
+//
+// # Safety
+//
+// `response` is NULL or a live `mesh_response`.
+const char *mesh_response_header_value(const mesh_response *response, size_t index);
+
+// The whole response body of a `mesh_request_send` response: `*data_out` points to
+// `*len_out` bytes owned by the response (valid until it is freed; NULL with length 0 for an
+// empty body). A streamed response (`mesh_request_start`, `mesh_upload_finish`) has no whole
+// body: this fails with `MESH_ERR_INVALID_ARGUMENT`; read it with `mesh_response_read`.
+//
+// # Safety
+//
+// `response` is NULL or a live `mesh_response`; `data_out`, `len_out` and `error_out` are
+// NULL or writable.
+mesh_status mesh_response_body(const mesh_response *response,
+                               const uint8_t **data_out,
+                               size_t *len_out,
+                               mesh_error **error_out);
+
+// Reads the next part of the body into `buf` (at most `capacity` bytes) and sets `*read_out`
+// to the number of bytes copied: 0 means the body ended. Blocks until some bytes arrive, for
+// at most `timeout_ms` milliseconds (0: no limit); a timeout loses nothing, the next call
+// continues. Works for every response; for a `mesh_request_send` response it reads through
+// the same bytes `mesh_response_body` shows. A body cut off by a failed connection or a
+// stream reset fails with `MESH_ERR_HTTP`.
+//
+// # Safety
+//
+// `response` is NULL or a live `mesh_response`; `buf` points to `capacity` writable bytes
+// (or is NULL with `capacity` 0); `read_out` and `error_out` are NULL or writable.
+mesh_status mesh_response_read(const mesh_response *response,
+                               uint8_t *buf,
+                               size_t capacity,
+                               uint32_t timeout_ms,
+                               size_t *read_out,
+                               mesh_error **error_out);
+
+// Frees a response (an unread streamed body is abandoned). NULL is accepted.
+//
+// # Safety
+//
+// `response` is NULL or a live `mesh_response` no other call is using, not freed before.
+void mesh_response_free(mesh_response *response);
 
 // Starts the workload's inbound listener as the configuration's `inbound:` section says
 // (`listen`, `forward`, `drain_timeout`, ...), with its `policies:` enforced on every tunnel.
@@ -463,6 +507,59 @@ mesh_tunnel_state mesh_tunnel_get_state(const mesh_tunnel *tunnel);
 //
 // `tunnel` is NULL or a live `mesh_tunnel` that no other call is using, not freed before.
 void mesh_tunnel_free(mesh_tunnel *tunnel);
+
+// Opens a tunnel to the service of `request`'s URL and sends the request line and headers;
+// the body follows with `mesh_upload_write` (a body set with `mesh_request_set_body` goes
+// first). Without a `content-length` header, HTTP/1.1 sends the body chunked. Waits at most
+// `timeout_ms` milliseconds (0: no limit) for the tunnel. Errors as for
+// `mesh_tunnel_connect` (`MESH_ERR_UNKNOWN_SERVICE`, `MESH_ERR_NO_ENDPOINT`, `MESH_ERR_TLS`,
+// `MESH_ERR_DENIED`, ...). Free the result with `mesh_upload_free`.
+//
+// # Safety
+//
+// `request` is NULL or a live `mesh_request`; `mesh` is NULL or a live `mesh_mesh`;
+// `upload_out` and `error_out` are NULL or writable.
+mesh_status mesh_upload_start(const mesh_request *request,
+                              const mesh_mesh *mesh,
+                              uint32_t timeout_ms,
+                              mesh_upload **upload_out,
+                              mesh_error **error_out);
+
+// Sends `len` bytes (copied) of the request body. Blocks while the connection cannot take
+// more, for at most `timeout_ms` milliseconds (0: no limit). Fails with `MESH_ERR_HTTP` when
+// the destination stopped reading (it answered early, or the exchange failed: call
+// `mesh_upload_finish` for which), `MESH_ERR_CLOSED` after `mesh_upload_finish`.
+//
+// # Safety
+//
+// `upload` is NULL or a live `mesh_upload`; `data` points to `len` readable bytes (or is
+// NULL with `len` 0); `error_out` is NULL or writable.
+mesh_status mesh_upload_write(const mesh_upload *upload,
+                              const uint8_t *data,
+                              size_t len,
+                              uint32_t timeout_ms,
+                              mesh_error **error_out);
+
+// Ends the request body and waits at most `timeout_ms` milliseconds (0: no limit) for the
+// response's status and headers; its body is read with `mesh_response_read`. Callable once
+// (then `MESH_ERR_CLOSED`); after a timeout the exchange is abandoned.
+//
+// # Safety
+//
+// `upload` is NULL or a live `mesh_upload`; `response_out` and `error_out` are NULL or
+// writable.
+mesh_status mesh_upload_finish(const mesh_upload *upload,
+                               uint32_t timeout_ms,
+                               mesh_response **response_out,
+                               mesh_error **error_out);
+
+// Frees an upload. One not finished is aborted: the destination sees the request reset, never
+// a shortened body. NULL is accepted.
+//
+// # Safety
+//
+// `upload` is NULL or a live `mesh_upload` no other call is using, not freed before.
+void mesh_upload_free(mesh_upload *upload);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -1,7 +1,8 @@
-//! `mesh_request` / `mesh_response`: HTTP through the mesh's client (discovery, balancing,
-//! retries, timeouts, circuit breaking), with whole bodies in memory.
+//! `mesh_request`: HTTP through the mesh's client (discovery, balancing, retries, timeouts,
+//! circuit breaking), answered with a whole (`mesh_request_send`) or streamed
+//! (`mesh_request_start`) `mesh_response`. Streamed request bodies are `upload.rs`.
 
-use std::ffi::{CString, c_char};
+use std::ffi::c_char;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
@@ -13,7 +14,9 @@ use crate::{
     boundary, destination,
     error::{Error, mesh_error},
     mesh::mesh_mesh,
-    ptr, runtime,
+    ptr,
+    response::mesh_response,
+    runtime,
     status::mesh_status,
 };
 
@@ -28,13 +31,6 @@ pub struct mesh_request {
     headers: HeaderMap,
     body: Bytes,
     response_limit: usize,
-}
-
-/// A complete HTTP response: status, headers (in received order) and body.
-pub struct mesh_response {
-    status: u16,
-    headers: Vec<(CString, CString)>,
-    body: Bytes,
 }
 
 /// Starts a request: `method` (`"GET"`, `"POST"`, ...) and an absolute `url` naming a service
@@ -160,7 +156,9 @@ pub unsafe extern "C" fn mesh_request_set_response_limit(
 
 /// Sends `request` through `mesh` and reads the whole response, waiting at most `timeout_ms`
 /// milliseconds (0: only the mesh's own request timeout). Any HTTP status is a success here
-/// (403 from the destination's policy included); errors are failures to get a response.
+/// (403 from the destination's policy included); errors are failures to get a response:
+/// `MESH_ERR_UNKNOWN_SERVICE` (the mesh does not know the URL's service),
+/// `MESH_ERR_NO_ENDPOINT`, `MESH_ERR_TLS`, `MESH_ERR_TIMEOUT`, `MESH_ERR_HTTP`, ...
 ///
 /// # Safety
 ///
@@ -174,6 +172,44 @@ pub unsafe extern "C" fn mesh_request_send(
     response_out: *mut *mut mesh_response,
     error_out: *mut *mut mesh_error,
 ) -> mesh_status {
+    // SAFETY: forwarded contracts.
+    unsafe { send(request, mesh, timeout_ms, response_out, error_out, false) }
+}
+
+/// Like `mesh_request_send` (the request body is sent whole, so retries still apply), but
+/// returns as soon as the response's status and headers arrived: read the body in chunks
+/// with `mesh_response_read`, so a large one never has to fit in memory (the request's
+/// response limit does not apply). `timeout_ms` bounds the wait for the headers; each read
+/// has its own.
+///
+/// # Safety
+///
+/// As for `mesh_request_send`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mesh_request_start(
+    request: *const mesh_request,
+    mesh: *const mesh_mesh,
+    timeout_ms: u32,
+    response_out: *mut *mut mesh_response,
+    error_out: *mut *mut mesh_error,
+) -> mesh_status {
+    // SAFETY: forwarded contracts.
+    unsafe { send(request, mesh, timeout_ms, response_out, error_out, true) }
+}
+
+/// `mesh_request_send` (`stream` false) and `mesh_request_start` (`stream` true).
+///
+/// # Safety
+///
+/// As for `mesh_request_send`.
+unsafe fn send(
+    request: *const mesh_request,
+    mesh: *const mesh_mesh,
+    timeout_ms: u32,
+    response_out: *mut *mut mesh_response,
+    error_out: *mut *mut mesh_error,
+    stream: bool,
+) -> mesh_status {
     boundary::status(error_out, || {
         // SAFETY: documented contract of `response_out`.
         let out = unsafe { ptr::out(response_out, "response_out", std::ptr::null_mut()) }?;
@@ -181,17 +217,14 @@ pub unsafe extern "C" fn mesh_request_send(
         let spec = unsafe { ptr::arg(request, "request") }?;
         // SAFETY: documented contract of `mesh`.
         let mesh = unsafe { ptr::arg(mesh, "mesh") }?;
-        let mut request = Request::new(spec.body.clone());
-        *request.method_mut() = spec.method.clone();
-        *request.uri_mut() = spec.uri.clone();
-        *request.headers_mut() = spec.headers.clone();
+        let request = spec.to_request(spec.body.clone());
         let limit = spec.response_limit;
-        let what = format!("{} {}", spec.method, spec.uri);
-        let host = spec.uri.host().unwrap_or_default().to_owned();
-        let port = spec.uri.port_u16().unwrap_or(80);
+        let what = spec.describe();
+        let (host, port) = spec.destination();
         let response = mesh.with(|rt, mesh| {
             let client = mesh.http_client();
             let mesh = mesh.clone();
+            let rt_handle = rt.clone();
             runtime::block(
                 rt,
                 runtime::timeout(timeout_ms),
@@ -202,40 +235,59 @@ pub unsafe extern "C" fn mesh_request_send(
                         .await
                         .map_err(|e| request_error(&mesh, &host, port, e))?;
                     let (parts, body) = response.into_parts();
+                    if stream {
+                        return Ok(mesh_response::streaming(&parts, body, rt_handle, what));
+                    }
                     let body = Limited::new(body, limit)
-                    .collect()
-                    .await
-                    .map_err(|e| {
-                        Error::new(
-                            mesh_status::MESH_ERR_HTTP,
-                            format!(
-                                "reading the response to {what}: {e} (the limit is {limit} bytes; \
-                                 raise it with mesh_request_set_response_limit)"
-                            ),
-                        )
-                    })?
-                    .to_bytes();
-                    let headers = parts
-                        .headers
-                        .iter()
-                        .map(|(name, value)| {
-                            (
-                                CString::new(name.as_str()).unwrap_or_default(),
-                                CString::new(value.as_bytes()).unwrap_or_default(),
+                        .collect()
+                        .await
+                        .map_err(|e| {
+                            Error::new(
+                                mesh_status::MESH_ERR_HTTP,
+                                format!(
+                                    "reading the response to {what}: {e} (the limit is {limit} \
+                                 bytes; raise it with mesh_request_set_response_limit, or \
+                                 stream the body with mesh_request_start)"
+                                ),
                             )
-                        })
-                        .collect();
-                    Ok(mesh_response {
-                        status: parts.status.as_u16(),
-                        headers,
-                        body,
-                    })
+                        })?
+                        .to_bytes();
+                    Ok(mesh_response::whole(&parts, body, rt_handle, what))
                 },
             )
         })?;
         *out = ptr::into_raw(response);
         Ok(())
     })
+}
+
+impl mesh_request {
+    /// The request as `http` sees it, with `body`.
+    pub(crate) fn to_request<B>(&self, body: B) -> Request<B> {
+        let mut request = Request::new(body);
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.headers_mut() = self.headers.clone();
+        request
+    }
+
+    /// `"POST http://svc:8080/path"`, for messages.
+    pub(crate) fn describe(&self) -> String {
+        format!("{} {}", self.method, self.uri)
+    }
+
+    /// The service and port the URL names.
+    pub(crate) fn destination(&self) -> (String, u16) {
+        (
+            self.uri.host().unwrap_or_default().to_owned(),
+            self.uri.port_u16().unwrap_or(80),
+        )
+    }
+
+    /// The body set with `mesh_request_set_body` (sent before any streamed chunk).
+    pub(crate) fn body(&self) -> &Bytes {
+        &self.body
+    }
 }
 
 /// The error for a request that got no response: an unknown service or a known one without a
@@ -269,111 +321,5 @@ pub unsafe extern "C" fn mesh_request_free(request: *mut mesh_request) {
     boundary::value((), || {
         // SAFETY: documented contract of `request`.
         drop(unsafe { ptr::take(request) });
-    });
-}
-
-/// The response's HTTP status code; 0 for NULL.
-///
-/// # Safety
-///
-/// `response` is NULL or a live `mesh_response`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn mesh_response_status(response: *const mesh_response) -> u16 {
-    boundary::value(0, || {
-        // SAFETY: documented contract of `response`.
-        unsafe { ptr::as_ref(response) }.map_or(0, |r| r.status)
-    })
-}
-
-/// How many header lines the response has; 0 for NULL.
-///
-/// # Safety
-///
-/// `response` is NULL or a live `mesh_response`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn mesh_response_header_count(response: *const mesh_response) -> usize {
-    boundary::value(0, || {
-        // SAFETY: documented contract of `response`.
-        unsafe { ptr::as_ref(response) }.map_or(0, |r| r.headers.len())
-    })
-}
-
-/// The name (lower case) of header line `index`; NULL when out of range or for NULL. Valid
-/// until the response is freed.
-///
-/// # Safety
-///
-/// `response` is NULL or a live `mesh_response`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn mesh_response_header_name(
-    response: *const mesh_response,
-    index: usize,
-) -> *const c_char {
-    boundary::value(std::ptr::null(), || {
-        // SAFETY: documented contract of `response`.
-        unsafe { ptr::as_ref(response) }
-            .and_then(|r| r.headers.get(index))
-            .map_or(std::ptr::null(), |(name, _)| name.as_ptr())
-    })
-}
-
-/// The value of header line `index` (its bytes as received, NUL-terminated); NULL when out of
-/// range or for NULL. Valid until the response is freed.
-///
-/// # Safety
-///
-/// `response` is NULL or a live `mesh_response`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn mesh_response_header_value(
-    response: *const mesh_response,
-    index: usize,
-) -> *const c_char {
-    boundary::value(std::ptr::null(), || {
-        // SAFETY: documented contract of `response`.
-        unsafe { ptr::as_ref(response) }
-            .and_then(|r| r.headers.get(index))
-            .map_or(std::ptr::null(), |(_, value)| value.as_ptr())
-    })
-}
-
-/// The response body: `*data_out` points to `*len_out` bytes owned by the response (valid
-/// until it is freed; NULL with length 0 for an empty body).
-///
-/// # Safety
-///
-/// `response` is NULL or a live `mesh_response`; `data_out`, `len_out` and `error_out` are
-/// NULL or writable.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn mesh_response_body(
-    response: *const mesh_response,
-    data_out: *mut *const u8,
-    len_out: *mut usize,
-    error_out: *mut *mut mesh_error,
-) -> mesh_status {
-    boundary::status(error_out, || {
-        // SAFETY: documented contract of `data_out`.
-        let data = unsafe { ptr::out(data_out, "data_out", std::ptr::null()) }?;
-        // SAFETY: documented contract of `len_out`.
-        let len = unsafe { ptr::out(len_out, "len_out", 0) }?;
-        // SAFETY: documented contract of `response`.
-        let response = unsafe { ptr::arg(response, "response") }?;
-        if !response.body.is_empty() {
-            *data = response.body.as_ptr();
-            *len = response.body.len();
-        }
-        Ok(())
-    })
-}
-
-/// Frees a response. NULL is accepted.
-///
-/// # Safety
-///
-/// `response` is NULL or a live `mesh_response` no other call is using, not freed before.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn mesh_response_free(response: *mut mesh_response) {
-    boundary::value((), || {
-        // SAFETY: documented contract of `response`.
-        drop(unsafe { ptr::take(response) });
     });
 }

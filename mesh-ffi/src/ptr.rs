@@ -81,6 +81,26 @@ pub(crate) unsafe fn bytes_arg<'a>(
     Ok(unsafe { std::slice::from_raw_parts(p, len) })
 }
 
+/// Borrows the writable byte buffer `(p, len)`; `p` may be NULL only when `len` is 0.
+///
+/// # Safety
+///
+/// When `len > 0`, `p` points to `len` writable bytes that nothing else accesses for `'a`.
+pub(crate) unsafe fn bytes_out<'a>(
+    p: *mut u8,
+    len: usize,
+    name: &str,
+) -> Result<&'a mut [u8], Error> {
+    if len == 0 {
+        return Ok(&mut []);
+    }
+    if p.is_null() {
+        return Err(Error::null(name));
+    }
+    // SAFETY: non-NULL with `len` writable bytes, exclusively ours, guaranteed by the caller.
+    Ok(unsafe { std::slice::from_raw_parts_mut(p, len) })
+}
+
 /// Prepares the required output argument `p`: NULL is an error naming `name`; otherwise it is
 /// set to `initial` at once, so the caller sees a defined value even when the call fails.
 ///

@@ -65,6 +65,112 @@ static void http(int fd, const char *peer) {
     write_all(fd, response, (size_t)n);
 }
 
+/* Buffered reads for the streaming HTTP responder. */
+struct reader {
+    int fd;
+    size_t start, end;
+    char buf[65536];
+};
+
+static int reader_fill(struct reader *r) {
+    ssize_t n;
+    if (r->start < r->end) return 0;
+    n = read(r->fd, r->buf, sizeof r->buf);
+    if (n <= 0) return -1;
+    r->start = 0;
+    r->end = (size_t)n;
+    return 0;
+}
+
+/* A line without its CRLF, cut to `cap` - 1 bytes; -1 on EOF. */
+static int reader_line(struct reader *r, char *line, size_t cap) {
+    size_t n = 0;
+    for (;;) {
+        char c;
+        if (reader_fill(r) != 0) return -1;
+        c = r->buf[r->start++];
+        if (c == '\n') break;
+        if (c != '\r' && n + 1 < cap) line[n++] = c;
+    }
+    line[n] = '\0';
+    return 0;
+}
+
+/* Hashes `len` body bytes; -1 on EOF. */
+static int reader_hash(struct reader *r, unsigned long len, uint64_t *hash,
+                       unsigned long *total) {
+    while (len > 0) {
+        size_t n;
+        if (reader_fill(r) != 0) return -1;
+        n = r->end - r->start;
+        if (n > len) n = len;
+        *hash = fnv1a(*hash, r->buf + r->start, n);
+        *total += n;
+        r->start += n;
+        len -= n;
+    }
+    return 0;
+}
+
+static int starts_with_nocase(const char *s, const char *prefix) {
+    for (; *prefix; s++, prefix++) {
+        char c = *s;
+        if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
+        if (c != *prefix) return 0;
+    }
+    return 1;
+}
+
+/*
+ * 9006: reads a request whose body may be chunked or have a content-length, hashing it, then
+ * answers x-body-bytes / x-body-fnv and a body of `x-size` bytes where byte i is i % 251.
+ */
+static void http_stream(int fd) {
+    struct reader r;
+    char line[1024], head[512], out[65536];
+    long content_length = -1;
+    int chunked = 0;
+    unsigned long size = 0, total = 0, sent = 0;
+    uint64_t hash = FNV_START;
+    int n;
+    r.fd = fd;
+    r.start = r.end = 0;
+    if (reader_line(&r, line, sizeof line) != 0) return;
+    for (;;) {
+        if (reader_line(&r, line, sizeof line) != 0) return;
+        if (line[0] == '\0') break;
+        if (starts_with_nocase(line, "content-length:")) content_length = strtol(line + 15, NULL, 10);
+        if (starts_with_nocase(line, "transfer-encoding:") && strstr(line, "chunked")) chunked = 1;
+        if (starts_with_nocase(line, "x-size:")) size = strtoul(line + 7, NULL, 10);
+    }
+    if (chunked) {
+        for (;;) {
+            unsigned long chunk;
+            if (reader_line(&r, line, sizeof line) != 0) return;
+            chunk = strtoul(line, NULL, 16);
+            if (chunk == 0) break;
+            if (reader_hash(&r, chunk, &hash, &total) != 0) return;
+            if (reader_line(&r, line, sizeof line) != 0) return;
+        }
+        do { /* trailers, then the blank line */
+            if (reader_line(&r, line, sizeof line) != 0) return;
+        } while (line[0] != '\0');
+    } else if (content_length > 0) {
+        if (reader_hash(&r, (unsigned long)content_length, &hash, &total) != 0) return;
+    }
+    n = snprintf(head, sizeof head,
+                 "HTTP/1.1 200 OK\r\ncontent-length: %lu\r\nx-body-bytes: %lu\r\n"
+                 "x-body-fnv: %016llx\r\nconnection: close\r\n\r\n",
+                 size, total, (unsigned long long)hash);
+    if (write_all(fd, head, (size_t)n) != 0) return;
+    while (sent < size) {
+        size_t i, piece = size - sent < sizeof out ? (size_t)(size - sent) : sizeof out;
+        for (i = 0; i < piece; i++) out[i] = (char)((sent + i) % 251);
+        if (write_all(fd, out, piece) != 0) return;
+        sent += piece;
+    }
+}
+
 static void *handle(void *arg) {
     mesh_tunnel *tunnel = arg;
     int fd = mesh_tunnel_fd(tunnel);
@@ -91,6 +197,9 @@ static void *handle(void *arg) {
         break;
     case 9004:
         write_all(fd, mesh_tunnel_peer_id(tunnel), strlen(mesh_tunnel_peer_id(tunnel)));
+        break;
+    case 9006:
+        http_stream(fd);
         break;
     case 9005: {
         char chunk[65536];

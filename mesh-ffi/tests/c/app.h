@@ -3,6 +3,8 @@
  *   9000 echo until EOF, then half-close        9001 a minimal HTTP/1.1 responder
  *   9002 read 1 byte, close with data unread     9003 say "ready\n", wait for EOF (drain test)
  *   9004 write the peer's SPIFFE ID and close    9005 count bytes until EOF, then answer
+ *   9006 streaming HTTP/1.1: hashes the (chunked or sized) request body, answers its size and
+ *        hash in x-body-bytes / x-body-fnv with a body of x-size bytes (byte i = i % 251)
  */
 #ifndef MESH_TEST_APP_H
 #define MESH_TEST_APP_H

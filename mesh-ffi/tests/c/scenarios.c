@@ -17,6 +17,8 @@
 #include "app.h"
 #include "harness.h"
 
+void scenario_streaming(const mesh_mesh *client);
+
 #define SERVICE "inventory.shop.svc.cluster.local"
 #define INVENTORY "spiffe://cluster.local/ns/shop/sa/inventory"
 #define ORDERS "spiffe://cluster.local/ns/shop/sa/orders"
@@ -68,7 +70,7 @@ static mesh_mesh *caller(const char *id, const char *server_id, uint16_t hbone_p
              " \"services\": [{\"host\": \"" SERVICE "\","
              "   \"ports\": [{\"port\": 9000}, {\"port\": 9001, \"protocol\": \"http\"},"
              "               {\"port\": 9002}, {\"port\": 9003}, {\"port\": 9004},"
-             "               {\"port\": 9005}],"
+             "               {\"port\": 9005}, {\"port\": 9006, \"protocol\": \"http\"}],"
              "   \"identities\": [\"%s\"],"
              "   \"endpoints\": [{\"address\": \"127.0.0.1:9000\", \"hbone_port\": %u}]}]}",
              id, dir, server_id, hbone_port);
@@ -376,6 +378,7 @@ int main(int argc, char **argv) {
     scenario_large_transfer(orders);
     scenario_concurrent_tunnels(orders);
     scenario_http(orders);
+    scenario_streaming(orders);
     scenario_invalid_arguments(orders);
     scenario_forked_child(orders, server);
     scenario_shutdown_with_open_tunnels(orders, server);

@@ -23,6 +23,7 @@ pub use error::TunnelError;
 pub use headers::{TunnelOptions, WorkloadInfo};
 pub use server::{
     AllowAll, Delivery, ForwardTo, HboneServer, HboneServerConfig, InboundPolicy, InboundRequest,
-    InboundTunnel, ServerStats, TunnelHandler, Verdict,
+    InboundTunnel, PlaintextConnection, PlaintextHandler, PlaintextServe, ServerStats,
+    TunnelHandler, Verdict,
 };
 pub use stream::H2Stream;

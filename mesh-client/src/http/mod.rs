@@ -13,7 +13,7 @@ mod serve;
 pub use connector::{
     MeshConnector, MeshStream, ResolveDestination, StaticDestinations, UpstreamInfo,
 };
-pub use serve::{HttpService, PeerIdentity};
+pub use serve::{HttpService, InboundPeer, PeerIdentity};
 
 /// The error type tower and hyper pass around.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

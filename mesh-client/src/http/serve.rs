@@ -43,6 +43,34 @@ pub struct PeerIdentity {
     pub target: SocketAddr,
 }
 
+/// Who sent a request, for every request served in-process, with or without mTLS.
+///
+/// Unlike [`PeerIdentity`] (inserted only when the peer proved an identity over HBONE), this
+/// extension is on every request, including plaintext ones that a PeerAuthentication in
+/// PERMISSIVE or DISABLE mode let in; for those `principal` is `None`, and authorization sees
+/// no `source.principal` either. Code that requires an identity should read `PeerIdentity`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InboundPeer {
+    /// The verified SPIFFE ID (mTLS), or `None` for a plaintext peer.
+    pub principal: Option<SpiffeId>,
+    /// The caller's TCP address.
+    pub addr: SocketAddr,
+    /// Our side: the tunnel's target for HBONE, the listener's address for plaintext.
+    pub target: SocketAddr,
+}
+
+impl InboundPeer {
+    /// A plaintext peer (no principal) that connected from `addr` to our `target`.
+    pub fn plaintext(addr: SocketAddr, target: SocketAddr) -> Self {
+        Self {
+            principal: None,
+            addr,
+            target,
+        }
+    }
+}
+
 type ServeFuture = Pin<
     Box<
         dyn Future<Output = Result<Response<UnsyncBoxBody<Bytes, BoxError>>, Infallible>>
@@ -144,10 +172,15 @@ impl HttpService {
         // Run the connection on a task of its own: hyper's connection future is `Send` only for
         // concrete types, which a spawned, non-generic future gives the compiler.
         let observe = observe.map(Arc::new);
+        let inbound = InboundPeer {
+            principal: Some(peer.id.clone()),
+            addr: peer.addr,
+            target: peer.target,
+        };
         let task = tokio::spawn(serve_connection(
             self.call.clone(),
             stream,
-            peer,
+            (Some(peer), inbound),
             drain,
             observe,
         ));
@@ -155,16 +188,42 @@ impl HttpService {
             tracing::warn!(error = %e, "HTTP service task panicked or was cancelled");
         }
     }
+
+    /// Serves one plaintext TCP connection (a peer without mTLS, admitted by peer
+    /// authentication) until it ends. Requests carry an [`InboundPeer`] without principal and
+    /// no [`PeerIdentity`].
+    pub(crate) async fn serve_plaintext(
+        &self,
+        stream: tokio::net::TcpStream,
+        peer: InboundPeer,
+        drain: CancellationToken,
+    ) {
+        let task = tokio::spawn(serve_connection(
+            self.call.clone(),
+            stream,
+            (None, peer),
+            drain,
+            None,
+        ));
+        if let Err(e) = task.await {
+            tracing::warn!(error = %e, "HTTP service task panicked or was cancelled");
+        }
+    }
 }
 
-async fn serve_connection(
+async fn serve_connection<S>(
     call: Arc<ServeFn>,
-    stream: H2Stream,
-    peer: PeerIdentity,
+    stream: S,
+    (identity, peer): (Option<PeerIdentity>, InboundPeer),
     drain: CancellationToken,
     observe: Option<Arc<InboundHttp>>,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        if let Some(identity) = &identity {
+            request.extensions_mut().insert(identity.clone());
+        }
         request.extensions_mut().insert(peer.clone());
         let probe = observe.as_ref().map(|o| o.begin(&mut request));
         let span = tracing::info_span!(
@@ -174,7 +233,7 @@ async fn serve_connection(
             http.request.method = %request.method(),
             url.path = request.uri().path(),
             client.address = %peer.addr,
-            peer.principal = peer.id.as_str(),
+            peer.principal = peer.principal.as_ref().map_or("", SpiffeId::as_str),
             trace_id = request.extensions().get::<TraceContext>().map(TraceContext::trace_id),
             http.response.status_code = tracing::field::Empty,
         );

@@ -4,7 +4,10 @@ use std::{
     collections::{HashMap, HashSet},
     fmt,
     net::SocketAddr,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -46,6 +49,7 @@ impl fmt::Debug for InboundApp {
 pub struct InboundServer {
     server: HboneServer,
     drain_timeout: Duration,
+    plaintext_refused: Arc<AtomicU64>,
 }
 
 impl InboundServer {
@@ -57,6 +61,13 @@ impl InboundServer {
     /// Open connections and tunnels.
     pub fn stats(&self) -> ServerStats {
         self.server.stats()
+    }
+
+    /// Plaintext (non-mTLS) connections closed so far because peer authentication requires
+    /// mTLS on their port (STRICT, the default; see the `mesh` module's PeerAuthentication
+    /// notes).
+    pub fn plaintext_refused(&self) -> u64 {
+        self.plaintext_refused.load(Ordering::Relaxed)
     }
 
     /// Stops accepting, lets open tunnels finish within `inbound.drain_timeout`, then closes
@@ -118,6 +129,7 @@ impl Mesh {
         let settings = self.inner.settings.inbound.clone().unwrap_or_default();
         let forward: HashMap<u16, SocketAddr> = settings.forward.clone().into_iter().collect();
         let policies = self.inner.authz.clone();
+        let mut http_app = None;
         let (other, l4_ports) = match app {
             InboundApp::None => (None, None),
             InboundApp::Tunnels(handler) => (Some(Delivery::Handler(handler)), None),
@@ -127,11 +139,21 @@ impl Mesh {
                     let policies = guard_policies.clone();
                     Box::pin(async move { policies.check_request(request).await })
                 }));
+                http_app = Some(service.clone());
                 (
                     Some(Delivery::Http(service)),
                     Some(forward.keys().copied().collect()),
                 )
             }
+        };
+        let plaintext_refused = Arc::new(AtomicU64::new(0));
+        let plaintext = super::plaintext::PlaintextDelivery {
+            policies: policies.clone(),
+            forward: forward.clone(),
+            http: http_app,
+            refused: plaintext_refused.clone(),
+            connect_timeout: HboneServerConfig::default().upstream_connect_timeout,
+            telemetry: self.recording(),
         };
         let delivery = match other {
             None => Delivery::Forward(crate::hbone::ForwardTo::ByPort(forward)),
@@ -153,6 +175,7 @@ impl Mesh {
                 addr: settings.listen.to_string(),
                 reason: e.to_string(),
             })?;
+        server.set_plaintext(plaintext.into_handler());
         if policies.checks_tunnels() || host_check.is_some() {
             server.set_policy(TunnelAuthz {
                 policies,
@@ -163,6 +186,7 @@ impl Mesh {
         Ok(InboundServer {
             server,
             drain_timeout: settings.drain_timeout,
+            plaintext_refused,
         })
     }
 }

@@ -37,6 +37,7 @@ mod ext_authz;
 mod grpc;
 mod identity;
 mod inbound;
+mod plaintext;
 mod policy;
 mod tcp;
 mod traffic;

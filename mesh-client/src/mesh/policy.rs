@@ -13,6 +13,7 @@ use mesh_policy::{
         Authorizer, AuthzRequest, Decision, HttpAttributes, Verdict as AuthzVerdict, Workload,
     },
     parse_security_policies,
+    peer_authn::{DecidedBy, PeerAuthenticator, PeerAuthnMode},
     ratelimit::{Decision as LimitDecision, LocalRateLimiter, RateLimitConfig, RateLimiter},
 };
 
@@ -23,7 +24,7 @@ use super::{
 use crate::{
     authn::{JwksClient, JwksRefreshConfig, JwksRefresher, JwksTls},
     hbone::{InboundRequest, Verdict},
-    http::PeerIdentity,
+    http::InboundPeer,
     ratelimit::{GlobalRateLimiter, RedisLimiterSettings},
 };
 
@@ -41,6 +42,8 @@ pub(crate) struct Policies {
     telemetry: std::sync::OnceLock<crate::observe::Telemetry>,
     /// The external authorizers CUSTOM policies delegate to.
     ext_authz: ExtAuthz,
+    /// PeerAuthentication resolved for this workload: which ports accept plaintext.
+    peer_authn: PeerAuthenticator,
 }
 
 fn read_limits(path: &std::path::Path, field: &str) -> Result<RateLimitConfig, MeshError> {
@@ -168,6 +171,7 @@ impl Policies {
             .transpose()?;
         Ok(Self {
             authorizer: Authorizer::new(&all.authorization, &workload),
+            peer_authn: PeerAuthenticator::new(&all.peer_authentication, &workload),
             authenticator,
             _jwks: jwks,
             local_limit,
@@ -234,10 +238,40 @@ impl Policies {
         self.authorizer.policies().next().is_some() || self.local_limit.is_some()
     }
 
+    /// The peer authentication mode of `port` and why. Where no PeerAuthentication sets a
+    /// mode, the embedded mesh requires mTLS (STRICT), unlike Istio's PERMISSIVE default:
+    /// accepting plaintext is something a policy has to ask for.
+    pub(crate) fn peer_mode(&self, port: u16) -> (PeerAuthnMode, String) {
+        let decision = self.peer_authn.mode(port);
+        if decision.decided_by == DecidedBy::Default {
+            return (
+                PeerAuthnMode::Strict,
+                format!(
+                    "STRICT on port {port}: no PeerAuthentication sets a mode (the mesh's \
+                     default; a PERMISSIVE policy lets plaintext in)"
+                ),
+            );
+        }
+        (decision.mode, decision.to_string())
+    }
+
     /// Judges a raw TCP tunnel (L4): HTTP-only conditions follow ztunnel's conservative rule.
     pub(crate) fn check_tunnel(&self, request: &InboundRequest<'_>) -> Verdict {
-        let attributes = AuthzRequest::tcp(request.peer_addr.ip(), request.target)
-            .with_principal(request.peer.clone());
+        self.check_l4(request.peer_addr, request.target, Some(request.peer))
+    }
+
+    /// Judges a raw TCP connection (L4) from `source` to `target`, with the peer's verified
+    /// principal, or none for a plaintext peer.
+    pub(crate) fn check_l4(
+        &self,
+        source: std::net::SocketAddr,
+        target: std::net::SocketAddr,
+        principal: Option<&mesh_core::SpiffeId>,
+    ) -> Verdict {
+        let mut attributes = AuthzRequest::tcp(source.ip(), target);
+        if let Some(principal) = principal {
+            attributes = attributes.with_principal(principal.clone());
+        }
         let decision = self.authorizer.evaluate(&attributes);
         self.record_decision(crate::observe::Layer::Tcp, &decision);
         match decision.verdict() {
@@ -274,7 +308,7 @@ impl Policies {
         &self,
         request: Request<Incoming>,
     ) -> Result<Request<Incoming>, Box<Response<Bytes>>> {
-        let Some(peer) = request.extensions().get::<PeerIdentity>().cloned() else {
+        let Some(peer) = request.extensions().get::<InboundPeer>().cloned() else {
             return Err(Box::new(answer(
                 StatusCode::FORBIDDEN,
                 "RBAC: access denied",
@@ -289,7 +323,7 @@ impl Policies {
                     auth = outcome.auth;
                 }
                 Err(e) => {
-                    tracing::info!(peer = %peer.id, error = %e, "request authentication failed");
+                    tracing::info!(peer = %shown(&peer), error = %e, "request authentication failed");
                     let mut response = answer(StatusCode::UNAUTHORIZED, e.public_message());
                     response
                         .headers_mut()
@@ -321,9 +355,11 @@ impl Policies {
                 attributes = attributes.with_header(name.as_str(), value);
             }
         }
-        let mut subject = AuthzRequest::tcp(peer.addr.ip(), peer.target)
-            .with_principal(peer.id.clone())
-            .with_http(attributes);
+        let mut subject = AuthzRequest::tcp(peer.addr.ip(), peer.target);
+        if let Some(principal) = &peer.principal {
+            subject = subject.with_principal(principal.clone());
+        }
+        let mut subject = subject.with_http(attributes);
         if let Some(auth) = auth {
             subject = subject.with_auth(auth);
         }
@@ -339,7 +375,7 @@ impl Policies {
             }
             AuthzVerdict::Deny => {
                 let why = describe(&decision);
-                tracing::info!(peer = %peer.id, reason = %why, "HTTP request denied by policy");
+                tracing::info!(peer = %shown(&peer), reason = %why, "HTTP request denied by policy");
                 let mut response = answer(StatusCode::FORBIDDEN, "RBAC: access denied");
                 response
                     .extensions_mut()
@@ -358,7 +394,7 @@ impl Policies {
                         CheckOutcome::Deny { mut response, why } => {
                             self.record_custom(false, &policy);
                             tracing::info!(
-                                peer = %peer.id,
+                                peer = %shown(&peer),
                                 provider = delegation.provider,
                                 %policy,
                                 reason = %why,
@@ -419,6 +455,14 @@ fn refuse_if_limited(decision: LimitDecision) -> Result<(), Box<Response<Bytes>>
         }
     }
     Err(Box::new(response))
+}
+
+/// The peer for logs: its principal, or its address when it has none (plaintext).
+fn shown(peer: &InboundPeer) -> String {
+    match &peer.principal {
+        Some(principal) => principal.to_string(),
+        None => format!("plaintext {}", peer.addr),
+    }
 }
 
 /// A short plain-text answer naming no internals.

@@ -56,9 +56,36 @@ impl Drop for TunnelGuard {
 pub(crate) async fn serve(tcp: TcpStream, peer_addr: SocketAddr, shared: Arc<Shared>) {
     let _counted = Counted::new(&shared.connections);
     tokio::select! {
-        () = serve_inner(tcp, peer_addr, &shared) => {}
+        () = detect_then_serve(tcp, peer_addr, &shared) => {}
         () = shared.kill.cancelled() => {}
     }
+}
+
+/// With a plaintext handler installed, connections that do not start with TLS go to it.
+async fn detect_then_serve(tcp: TcpStream, peer_addr: SocketAddr, shared: &Arc<Shared>) {
+    if let Some(handler) = shared.plaintext.get() {
+        match super::plaintext::sniff(&tcp).await {
+            super::plaintext::FirstBytes::Tls => {}
+            super::plaintext::FirstBytes::Closed => return,
+            super::plaintext::FirstBytes::Plaintext => {
+                let Ok(local_addr) = tcp.local_addr() else {
+                    return;
+                };
+                let _ = tcp.set_nodelay(true);
+                let connection = super::PlaintextConnection {
+                    stream: tcp,
+                    peer_addr,
+                    local_addr,
+                    drain: shared.drain.clone(),
+                };
+                if let Some(serve) = handler(connection) {
+                    serve.await;
+                }
+                return;
+            }
+        }
+    }
+    serve_inner(tcp, peer_addr, shared).await;
 }
 
 async fn serve_inner(tcp: TcpStream, peer_addr: SocketAddr, shared: &Arc<Shared>) {

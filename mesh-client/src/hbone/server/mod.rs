@@ -1,6 +1,7 @@
 //! The inbound side: an HBONE server that terminates mTLS and HTTP/2 CONNECT.
 
 mod connection;
+mod plaintext;
 mod policy;
 mod tunnel;
 
@@ -22,6 +23,9 @@ use mesh_tls::MeshTls;
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
+pub use plaintext::{
+    DETECTION_TIMEOUT, PlaintextConnection, PlaintextHandler, PlaintextServe,
+};
 pub use policy::{AllowAll, InboundPolicy, InboundRequest, Verdict};
 
 use super::{H2Stream, WorkloadInfo, settings};
@@ -151,6 +155,8 @@ pub(crate) struct Shared {
     pub(crate) drain: CancellationToken,
     /// Drop everything now.
     pub(crate) kill: CancellationToken,
+    /// Serves connections that do not start with TLS (none: they fail the TLS handshake).
+    pub(crate) plaintext: std::sync::OnceLock<PlaintextHandler>,
     pub(crate) tasks: TaskTracker,
     pub(crate) connections: AtomicUsize,
     pub(crate) tunnels: AtomicUsize,
@@ -203,6 +209,7 @@ impl HboneServer {
             config,
             drain: CancellationToken::new(),
             kill: CancellationToken::new(),
+            plaintext: std::sync::OnceLock::new(),
             tasks: TaskTracker::new(),
             connections: AtomicUsize::new(0),
             tunnels: AtomicUsize::new(0),
@@ -228,6 +235,13 @@ impl HboneServer {
     /// Installs the authorization policy for new tunnels.
     pub fn set_policy(&self, policy: impl InboundPolicy) {
         self.shared.policy.store(Arc::new(Box::new(policy)));
+    }
+
+    /// Accepts plaintext (non-TLS) connections on the HBONE port from now on, handing each to
+    /// `handler` (see [`PlaintextHandler`]): peer authentication's PERMISSIVE and DISABLE modes.
+    /// Can be set once; returns `false` when a handler was already set.
+    pub fn set_plaintext(&self, handler: PlaintextHandler) -> bool {
+        self.shared.plaintext.set(handler).is_ok()
     }
 
     /// Current counters.

@@ -133,6 +133,9 @@ func TestConcurrentTunnelsFromManyGoroutines(t *testing.T) {
 	}
 }
 
+// bigBody is the size of the streamed response in TestHTTPServeAndTransport.
+const bigBody = 8 << 20
+
 func TestHTTPServeAndTransport(t *testing.T) {
 	// A second workload (same identity and CA) serving HTTP with net/http over the listener.
 	web, err := New(stepCtx(t), serverConfig(fx.dir, "1s"))
@@ -147,6 +150,20 @@ func TestHTTPServeAndTransport(t *testing.T) {
 	srv := &http.Server{
 		ConnContext: ConnContext,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/big" {
+				// 8 MiB written in pieces without a content-length: the response is
+				// chunked, and the client reads it as a stream.
+				piece := make([]byte, 64*1024)
+				for sent := 0; sent < bigBody; sent += len(piece) {
+					for i := range piece {
+						piece[i] = byte((sent + i) % 251)
+					}
+					if _, err := w.Write(piece); err != nil {
+						return
+					}
+				}
+				return
+			}
 			peer, _ := PeerIDFromContext(r.Context())
 			body, _ := io.ReadAll(r.Body)
 			w.Header().Set("x-peer", peer)
@@ -166,6 +183,47 @@ func TestHTTPServeAndTransport(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Header.Get("x-peer") != orders ||
 		!strings.HasPrefix(string(body), "POST /stock hello from 127.0.0.1:") {
 		t.Fatalf("%d %v %q", resp.StatusCode, resp.Header, body)
+	}
+	// A large response body streams: read it in small pieces and check every byte.
+	resp, err = client.Get("http://" + service + ":8080/big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.ContentLength != -1 {
+		t.Fatalf("chunked response with length %d", resp.ContentLength)
+	}
+	total := 0
+	piece := make([]byte, 10000)
+	for {
+		n, err := resp.Body.Read(piece)
+		for i := 0; i < n; i++ {
+			if piece[i] != byte((total+i)%251) {
+				t.Fatalf("byte %d", total+i)
+			}
+		}
+		total += n
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp.Body.Close()
+	if total != bigBody {
+		t.Fatalf("read %d of %d bytes", total, bigBody)
+	}
+	// A body closed before its end, and one left to the finalizer, release their responses.
+	resp, err = client.Get("http://" + service + ":8080/big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := resp.Body.Read(piece); n == 0 || err != nil {
+		t.Fatalf("first read: %d %v", n, err)
+	}
+	resp.Body.Close()
+	if _, err := resp.Body.Read(piece); err == nil {
+		t.Fatal("read after close succeeded")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), step)
 	defer cancel()

@@ -10,7 +10,7 @@ system's library path.
 
 from ._lib import Status, lib
 from .errors import MeshError, NoEndpointError, UnknownServiceError
-from .mesh import Listener, Mesh, Response, TunnelSocket
+from .mesh import Listener, Mesh, Response, StreamingResponse, TunnelSocket
 
 __all__ = [
     "Listener",
@@ -19,6 +19,7 @@ __all__ = [
     "NoEndpointError",
     "Response",
     "Status",
+    "StreamingResponse",
     "TunnelSocket",
     "UnknownServiceError",
     "version",

@@ -97,39 +97,139 @@ class Mesh:
         tunnel the policies allow; it runs on the library's threads and must be quick."""
         return Listener(self, authorize)
 
-    def request(self, method: str, url: str, headers=(), body: bytes = b"", timeout: float = None, max_response_bytes: int = None) -> Response:
-        """Sends an HTTP request through the mesh (discovery, balancing, retries, mTLS) and
-        returns the whole response. `headers` is a mapping or (name, value) pairs."""
+    def request(self, method: str, url: str, headers=(), body: bytes = b"", timeout: float = None, max_response_bytes: int = None, stream: bool = False):
+        """Sends an HTTP request through the mesh (discovery, balancing, retries, mTLS).
+        `headers` is a mapping or (name, value) pairs; `body` is bytes, or an iterable of
+        bytes chunks streamed to the destination as they come (then the request is not
+        retried: a stream cannot be replayed). Returns a whole Response, or with
+        `stream=True` a StreamingResponse whose body is read in chunks as it arrives."""
         request, error = _p(), _p()
         check(lib.mesh_request_new(encode("method", method), encode("url", url), ctypes.byref(request), ctypes.byref(error)), error)
         try:
             pairs = headers.items() if hasattr(headers, "items") else headers
             for name, value in pairs:
                 check(lib.mesh_request_add_header(request, encode("header name", name), encode("header value", value), ctypes.byref(error)), error)
-            if body:
-                data = bytes(body)
-                check(lib.mesh_request_set_body(request, data, len(data), ctypes.byref(error)), error)
+            chunks = None
+            if isinstance(body, (bytes, bytearray, memoryview)):
+                if body:
+                    data = bytes(body)
+                    check(lib.mesh_request_set_body(request, data, len(data), ctypes.byref(error)), error)
+            elif body is not None:
+                chunks = body
             if max_response_bytes is not None:
                 check(lib.mesh_request_set_response_limit(request, max_response_bytes, ctypes.byref(error)), error)
             response = _p()
-            with self._handle as mesh:
-                status = lib.mesh_request_send(request, mesh, timeout_ms(timeout), ctypes.byref(response), ctypes.byref(error))
-            check(status, error)
+            if chunks is not None:
+                response = self._upload(request, chunks, timeout)
+            else:
+                send = lib.mesh_request_start if stream else lib.mesh_request_send
+                with self._handle as mesh:
+                    status = send(request, mesh, timeout_ms(timeout), ctypes.byref(response), ctypes.byref(error))
+                check(status, error)
         finally:
             lib.mesh_request_free(request)
+        if stream or chunks is not None:
+            streaming = StreamingResponse(response, timeout)
+            if stream:
+                return streaming
+            with streaming:
+                return Response(streaming.status, streaming.headers, streaming.read())
         try:
-            count = lib.mesh_response_header_count(response)
-            pairs = [
-                (lib.mesh_response_header_name(response, i).decode("latin-1"), lib.mesh_response_header_value(response, i).decode("latin-1"))
-                for i in range(count)
-            ]
             data = ctypes.POINTER(ctypes.c_uint8)()
             length = ctypes.c_size_t()
             check(lib.mesh_response_body(response, ctypes.byref(data), ctypes.byref(length), ctypes.byref(error)), error)
             content = ctypes.string_at(data, length.value) if length.value else b""
-            return Response(lib.mesh_response_status(response), pairs, content)
+            return Response(lib.mesh_response_status(response), _headers(response), content)
         finally:
             lib.mesh_response_free(response)
+
+    def _upload(self, request, chunks, timeout) -> ctypes.c_void_p:
+        """Streams `chunks` as the request body (mesh_upload_*); returns the response."""
+        upload, response, error = _p(), _p(), _p()
+        with self._handle as mesh:
+            check(lib.mesh_upload_start(request, mesh, timeout_ms(timeout), ctypes.byref(upload), ctypes.byref(error)), error)
+        try:
+            for chunk in chunks:
+                data = bytes(chunk)
+                if data:
+                    check(lib.mesh_upload_write(upload, data, len(data), timeout_ms(timeout), ctypes.byref(error)), error)
+            check(lib.mesh_upload_finish(upload, timeout_ms(timeout), ctypes.byref(response), ctypes.byref(error)), error)
+        finally:
+            lib.mesh_upload_free(upload)
+        return response
+
+
+def _headers(response):
+    count = lib.mesh_response_header_count(response)
+    return [
+        (lib.mesh_response_header_name(response, i).decode("latin-1"), lib.mesh_response_header_value(response, i).decode("latin-1"))
+        for i in range(count)
+    ]
+
+
+class StreamingResponse:
+    """An HTTP response whose body is read as it arrives: `status`, `headers` (list of
+    (name, value) in order), `read(n)`, iteration over chunks, `close()`. A context manager;
+    closing before the end abandons the rest of the body. Each read waits at most `timeout`
+    seconds (None: no limit) for data."""
+
+    CHUNK = 64 * 1024
+
+    def __init__(self, response: ctypes.c_void_p, timeout: float = None):
+        self.status = lib.mesh_response_status(response)
+        self.headers = _headers(response)
+        self._timeout = timeout_ms(timeout)
+        self._buf = ctypes.create_string_buffer(self.CHUNK)
+        self._handle = Handle(self, response.value, lib.mesh_response_free, "response")
+        self._eof = False
+
+    def header(self, name: str):
+        """The first value of header `name` (case-insensitive), or None."""
+        name = name.lower()
+        return next((v for n, v in self.headers if n == name), None)
+
+    def read1(self, size: int = CHUNK) -> bytes:
+        """The next part of the body (at most `size` bytes, as soon as any arrive); b"" at
+        the end."""
+        if self._eof or size == 0:
+            return b""
+        size = min(size, self.CHUNK)
+        got, error = ctypes.c_size_t(), _p()
+        with self._handle as response:
+            status = lib.mesh_response_read(response, self._buf, size, self._timeout, ctypes.byref(got), ctypes.byref(error))
+        check(status, error)
+        if got.value == 0:
+            self._eof = True
+            return b""
+        return self._buf.raw[: got.value]
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to `size` bytes (all that is left when negative); fewer only at the end."""
+        parts, have = [], 0
+        while size < 0 or have < size:
+            part = self.read1(self.CHUNK if size < 0 else size - have)
+            if not part:
+                break
+            parts.append(part)
+            have += len(part)
+        return b"".join(parts)
+
+    def __iter__(self):
+        while True:
+            part = self.read1()
+            if not part:
+                return
+            yield part
+
+    def close(self) -> None:
+        """Frees the response (an unread rest of the body is abandoned)."""
+        self._handle.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 class Listener:

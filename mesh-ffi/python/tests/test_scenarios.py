@@ -11,7 +11,7 @@ import pytest
 
 import meshffi
 from meshffi import _handle
-from conftest import BLOCKED, INVENTORY, ORDERS, SERVICE, STEP, Server, caller_config, recv_all, server_config
+from conftest import BLOCKED, INVENTORY, ORDERS, SERVICE, STEP, Server, caller_config, pattern, recv_all, server_config
 
 
 def connect(mesh, port):
@@ -132,6 +132,52 @@ def test_unknown_service_is_a_typed_error(env):
         env["orders"].request("GET", f"http://{SERVICE}:7777/", timeout=STEP)
     assert type(e.value) is meshffi.NoEndpointError and e.value.status == meshffi.Status.NO_ENDPOINT
     assert "declares port(s)" in e.value.message, e.value
+
+
+def test_streamed_bodies(env):
+    """Response bodies read in chunks as they arrive, request bodies streamed from an iterable."""
+    size = 8 * 1024 * 1024 + 3
+    with env["orders"].request("GET", f"http://{SERVICE}:8081/big", headers={"x-size": str(size)}, timeout=STEP, stream=True) as response:
+        assert isinstance(response, meshffi.StreamingResponse)
+        assert response.status == 200 and response.header("x-peer") == ORDERS
+        assert response.header("content-length") is None, "chunked: the size is not known up front"
+        total = 0
+        for chunk in response:
+            assert chunk == pattern(total, len(chunk))
+            total += len(chunk)
+        assert total == size and response.read() == b""
+    # Streamed upload: 16 MiB from a generator, never held whole.
+    digest, sent = hashlib.sha256(), 0
+
+    def chunks():
+        nonlocal sent
+        for i in range(256):
+            data = bytes([i]) * 65536
+            digest.update(data)
+            sent += len(data)
+            yield data
+
+    response = env["orders"].request("PUT", f"http://{SERVICE}:8081/upload", headers={"x-size": "1000"}, body=chunks(), timeout=STEP)
+    assert response.status == 200 and sent == 16 * 1024 * 1024
+    assert response.header("x-body-bytes") == str(sent)
+    assert response.header("x-body-sha256") == digest.hexdigest()
+    assert response.body == pattern(0, 1000)
+    # A response closed before its end; read(n) returns exactly n until the end.
+    with env["orders"].request("GET", f"http://{SERVICE}:8081/", headers={"x-size": "300000", "x-sized": "1"}, timeout=STEP, stream=True) as response:
+        assert response.header("content-length") == "300000"
+        assert response.read(100001) == pattern(0, 65536) + pattern(65536, 100001 - 65536)
+    with pytest.raises(meshffi.MeshError) as e:
+        response.read1()
+    assert e.value.status == meshffi.Status.CLOSED
+    # httpx streams the response too.
+    httpx = pytest.importorskip("httpx")
+    with httpx.Client(transport=meshffi.MeshTransport(env["orders"]), timeout=STEP) as client:
+        with client.stream("GET", f"http://{SERVICE}:8081/", headers={"x-size": "200000"}) as r:
+            got = b"".join(r.iter_bytes())
+        assert r.status_code == 200 and got == pattern(0, 65536) + pattern(65536, 65536) + pattern(131072, 65536) + pattern(196608, 3392)
+        with pytest.raises(httpx.ConnectError) as e:
+            client.get("http://unknown.svc:8080/")
+        assert isinstance(e.value.__cause__, meshffi.UnknownServiceError)
 
 
 def test_invalid_arguments(env):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds libmesh_ffi and runs the Go (go test -race) and Python (pytest) binding tests against
 # it. Needs: cargo, Go >= 1.19 with cgo (Debian golang-go), Python 3 with pytest (python3-pytest;
-# python3-httpx for the httpx transport test).
+# python3-httpx and python3-requests for the httpx transport and requests adapter tests).
 #
 # Usage: mesh-ffi/scripts/test-bindings.sh [go|python]   (default: both)
 set -euo pipefail
@@ -17,7 +17,7 @@ export MESH_FFI_LIB="$lib/libmesh_ffi.so"
 export MESH_FFI_RUST_ECHO="$lib/examples/echo_service"
 PYTHON=python3
 if ! python3 -c 'import pytest' 2>/dev/null && [[ -x /usr/bin/python3 ]]; then
-    PYTHON=/usr/bin/python3 # Debian's, with python3-pytest/python3-httpx; an earlier python3 may lack them
+    PYTHON=/usr/bin/python3 # Debian's, with python3-pytest/-httpx/-requests; an earlier python3 may lack them
 fi
 export MESH_FFI_PYTHON="$PYTHON"
 

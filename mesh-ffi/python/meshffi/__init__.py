@@ -37,3 +37,10 @@ try:
     __all__.append("MeshTransport")
 except ImportError:  # httpx is optional
     pass
+
+try:
+    from .requests_adapter import MeshAdapter  # noqa: F401
+
+    __all__.append("MeshAdapter")
+except ImportError:  # requests is optional
+    pass

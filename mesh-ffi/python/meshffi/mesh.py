@@ -221,6 +221,11 @@ class StreamingResponse:
                 return
             yield part
 
+    @property
+    def closed(self) -> bool:
+        """Whether close() ran (reading the body to its end does not close it)."""
+        return self._handle.closed
+
     def close(self) -> None:
         """Frees the response (an unread rest of the body is abandoned)."""
         self._handle.close()

@@ -37,6 +37,18 @@ async fn limited<F: Future<Output = ()>>(test: F) {
         .expect("test timed out");
 }
 
+/// The value of the metric sample `name` whose labels include all of `labels`, from the
+/// classic text format (0 when absent).
+fn metric(mesh: &Mesh, name: &str, labels: &[&str]) -> f64 {
+    mesh.telemetry()
+        .encode_classic()
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// What the authorizer saw of one check request.
 #[derive(Clone, Debug)]
 struct Seen {
@@ -264,7 +276,7 @@ async fn authorizer_allows_with_injected_headers_and_denies_with_its_answer() {
     limited(async {
         let dir = tempfile::tempdir().unwrap();
         let authz = Authorizer::start().await;
-        let (_inventory, server) = inventory(dir.path(), &provider(authz.addr, ""), POLICY, 9)
+        let (inventory, server) = inventory(dir.path(), &provider(authz.addr, ""), POLICY, 9)
             .await
             .unwrap();
         let orders = orders(dir.path(), &server).await;
@@ -293,6 +305,16 @@ async fn authorizer_allows_with_injected_headers_and_denies_with_its_answer() {
         assert_eq!(headers["www-authenticate"], "Basic realm=shop");
         assert!(!headers.contains_key("x-hidden"), "{headers:?}");
         assert_eq!(authz.seen().len(), 2);
+
+        // Both outcomes are counted under the CUSTOM policy.
+        let custom = ["layer=\"http\"", "policy=\"shop/ext-authz\""];
+        let with = |action: &'static str| {
+            let mut labels = custom.to_vec();
+            labels.push(action);
+            metric(&inventory, "mesh_authz_decisions_total", &labels)
+        };
+        assert_eq!(with("action=\"allow\""), 1.0);
+        assert_eq!(with("action=\"deny\""), 1.0);
 
         // Outside the CUSTOM rule: no check at all.
         let (status, _, body) = get(&orders, "/public/info", "mallory").await;

@@ -168,11 +168,20 @@ async fn strict_and_the_default_refuse_plaintext_but_serve_hbone() {
             String::new(),
         ] {
             let dir = tempfile::tempdir().unwrap();
-            let (_inventory, server) =
+            let (inventory, server) =
                 inventory(dir.path(), 0, &policies, "", InboundApp::Http(app())).await;
             let refused = plain_get(server.local_addr(), "/plain").await;
             assert!(refused.is_err(), "{policies}: {refused:?}");
             assert_eq!(server.plaintext_refused(), 1, "{policies}");
+            let refused = inventory
+                .telemetry()
+                .encode_classic()
+                .lines()
+                .filter(|l| l.starts_with("mesh_tls_handshakes_total{"))
+                .filter(|l| l.contains("reason=\"plaintext_refused\""))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>();
+            assert_eq!(refused, 1.0, "{policies}");
             let orders = orders(dir.path(), &server).await;
             let (status, _) = mesh_get(&orders, "/mesh").await;
             assert_eq!(status, StatusCode::OK);

@@ -13,7 +13,7 @@ target="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,
 lib="$target/debug"
 export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export MESH_FFI_LIB="$lib/libmesh_ffi.so"
-# The cross-language tests start a native Rust service and a Python server.
+# The cross-language tests start a native Rust service, a Python server and a Go server.
 export MESH_FFI_RUST_ECHO="$lib/examples/echo_service"
 PYTHON=python3
 if ! python3 -c 'import pytest' 2>/dev/null && [[ -x /usr/bin/python3 ]]; then
@@ -21,11 +21,18 @@ if ! python3 -c 'import pytest' 2>/dev/null && [[ -x /usr/bin/python3 ]]; then
 fi
 export MESH_FFI_PYTHON="$PYTHON"
 
+# The Go service the Python cross-language test talks to (built on the Go binding).
+build_go_service() {
+    (cd "$here/go" && CGO_ENABLED=1 CGO_LDFLAGS="-L$lib" go build -o "$lib/go-echo-service" ./cmd/echo-service)
+    export MESH_FFI_GO_ECHO="$lib/go-echo-service"
+}
+
 run_go() {
     (cd "$here/go" && CGO_ENABLED=1 CGO_LDFLAGS="-L$lib" go test -race -count=1 ./...)
 }
 
 run_python() {
+    build_go_service
     (cd "$here/python" && "$PYTHON" -m pytest -q tests)
 }
 

@@ -10,7 +10,33 @@
 //!   per service), [`Mesh::connector`] for hyper/tonic, and [`Mesh::connect`] for raw TCP
 //!   tunnels with load balancing, connect retries and a per-service connection limit;
 //! - inbound: [`Mesh::serve`] binds the HBONE listener with the configured forwarding and the
-//!   Istio `AuthorizationPolicy` files applied.
+//!   Istio security policy files applied (see below).
+//!
+//! # Security policy on the inbound side
+//!
+//! `policies:` files hold Istio `AuthorizationPolicy`, `RequestAuthentication` and
+//! `PeerAuthentication` documents:
+//!
+//! - **Authorization** is judged per tunnel (L4) and per HTTP request (L7). A `CUSTOM` policy
+//!   names an entry of the mesh config's `extension_providers:` (Istio's `extensionProviders`,
+//!   kind `envoy_ext_authz_http`; see [`mesh_core::config::ExtensionProviderConfig`]); naming
+//!   an unknown provider fails [`Mesh::start`]. Its matching requests are sent to that HTTP
+//!   authorizer with Envoy `ext_authz` semantics: 200 allows (copying
+//!   `headers_to_upstream_on_allow` into the request), another status denies with the
+//!   authorizer's status, body and `headers_to_downstream_on_deny`, and a timeout, connection
+//!   error or 5xx applies `fail_open` or `status_on_error` (default 403). Raw TCP tunnels have
+//!   no request to send, so CUSTOM policies deny them (401).
+//! - **PeerAuthentication** decides what happens to peers that connect to the HBONE port
+//!   without mTLS. The listener tells TLS from plaintext by the first bytes. STRICT refuses
+//!   plaintext (closed and counted); it is also the mode when no PeerAuthentication sets one,
+//!   unlike Istio's PERMISSIVE default, so plaintext is only ever accepted because a policy
+//!   asked for it. PERMISSIVE and DISABLE serve plaintext peers as peers without principal
+//!   (HTTP apps see an [`InboundPeer`](crate::http::InboundPeer) with `principal: None` and no
+//!   [`PeerIdentity`](crate::http::PeerIdentity), and authorization sees no
+//!   `source.principal`); both keep accepting HBONE, as ztunnel does. `portLevelMtls` keys on
+//!   the listener's port, the only destination port a plaintext peer names; a plaintext
+//!   connection is forwarded when `inbound.forward` has an entry for that port, else served by
+//!   an [`InboundApp::Http`] application.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

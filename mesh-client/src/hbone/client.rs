@@ -349,11 +349,14 @@ fn outbound_meter(
             upstream_host: Some(dest.authority()),
             upstream_cluster: Some(service.to_owned()),
             upstream_peer_principal: stream.peer_identity().map(|p| p.as_str().to_owned()),
-            trace_id: options
-                .traceparent
-                .as_deref()
-                .and_then(crate::observe::TraceContext::parse_traceparent)
-                .map(|t| t.trace_id()),
+            trace_id: match &options.trace {
+                Some(trace) => Some(trace.trace_id()),
+                None => options
+                    .traceparent
+                    .as_deref()
+                    .and_then(crate::observe::TraceContext::parse_traceparent)
+                    .map(|t| t.trace_id()),
+            },
             ..crate::observe::AccessRecord::default()
         });
     crate::observe::TunnelMeter::open(flow, telemetry, record)

@@ -72,8 +72,11 @@ fn baggage_escape(v: &str) -> String {
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct TunnelOptions {
-    /// W3C `traceparent` to propagate; a new trace is started when absent.
+    /// W3C `traceparent` to propagate; a new trace is started when absent (and `trace` is).
     pub traceparent: Option<String>,
+    /// The tunnel's span: sent as `traceparent` with its `tracestate`, and its `baggage`
+    /// entries after the workload's own. Takes precedence over `traceparent`.
+    pub trace: Option<crate::observe::TraceContext>,
     /// The original client's address for `forwarded: for=...` (a gateway forwarding on behalf of
     /// a caller sets this); defaults to our side of the HBONE connection.
     pub original_client: Option<SocketAddr>,
@@ -96,9 +99,14 @@ pub(crate) fn connect_request(
     if let Some(host) = &options.service_host {
         forwarded.push_str(&format!(";host={host}"));
     }
-    let traceparent = match &options.traceparent {
-        Some(t) => t.clone(),
-        None => new_traceparent(),
+    let traceparent = match (&options.trace, &options.traceparent) {
+        (Some(trace), _) => trace.traceparent(),
+        (None, Some(t)) => t.clone(),
+        (None, None) => new_traceparent(),
+    };
+    let baggage = match &options.trace {
+        Some(trace) => crate::observe::trace::merge_baggage(baggage, trace.baggage()),
+        None => baggage.map(str::to_owned),
     };
     let mut request = Request::builder()
         .method(Method::CONNECT)
@@ -110,11 +118,14 @@ pub(crate) fn connect_request(
         HeaderValue::from_str(s)
             .map_err(|e| TunnelError::InvalidRequest(format!("header value {s:?}: {e}")))
     };
-    if let Some(b) = baggage {
+    if let Some(b) = &baggage {
         headers.insert(HeaderName::from_static("baggage"), value(b)?);
     }
     headers.insert(http::header::FORWARDED, value(&forwarded)?);
     headers.insert(HeaderName::from_static("traceparent"), value(&traceparent)?);
+    if let Some(state) = options.trace.as_ref().and_then(|t| t.tracestate()) {
+        headers.insert(HeaderName::from_static("tracestate"), state.clone());
+    }
     Ok(request)
 }
 

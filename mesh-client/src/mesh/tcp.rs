@@ -7,10 +7,13 @@ use mesh_core::{
     rng::SplitMix64,
 };
 
+use tracing::Instrument;
+
 use super::{Mesh, MeshError};
 use crate::{
     hbone::{Destination, H2Stream, TunnelError, TunnelOptions},
     http::ResolveDestination,
+    observe::{TraceContext, trace::continue_tunnel},
 };
 
 /// Attempts for one [`Mesh::connect`]: the first plus Istio's default of two retries, each to
@@ -28,8 +31,65 @@ impl Mesh {
     /// 401 (the destination's policy denies us) is final. The tunnel counts against the
     /// service's connection limit until dropped. The stream is an `AsyncRead + AsyncWrite`;
     /// [`H2Stream::peer_identity`] names the workload reached.
+    ///
+    /// The CONNECT carries W3C trace context like the HTTP client's requests: a client span
+    /// continuing the [current](TraceContext::current) context (see [`TraceContext::scope`]),
+    /// or a new trace; [`connect_with_trace`](Self::connect_with_trace) names the parent
+    /// explicitly. The destination's server span continues it and its access log line shows
+    /// the same trace ID.
     pub async fn connect(&self, target: &str) -> Result<H2Stream, MeshError> {
+        self.connect_traced(target, None).await
+    }
+
+    /// [`connect`](Self::connect) continuing the trace of `parent` (its trace ID, sampling,
+    /// `tracestate` and `baggage`), for instance the [`TraceContext`] an inbound request carries
+    /// in its extensions.
+    pub async fn connect_with_trace(
+        &self,
+        target: &str,
+        parent: &TraceContext,
+    ) -> Result<H2Stream, MeshError> {
+        self.connect_traced(target, Some(parent)).await
+    }
+
+    async fn connect_traced(
+        &self,
+        target: &str,
+        parent: Option<&TraceContext>,
+    ) -> Result<H2Stream, MeshError> {
         let (host, port) = split_target(target)?;
+        let trace = continue_tunnel(parent);
+        let span = tracing::info_span!(
+            target: "mesh::tcp",
+            "TCP client",
+            otel.kind = "client",
+            server.address = host.as_str(),
+            server.port = port,
+            trace_id = %trace.trace_id(),
+            span_id = %trace.span_id(),
+            parent_span_id = trace.parent_span_id(),
+        );
+        let result = self
+            .connect_in_span(host, port, trace)
+            .instrument(span.clone())
+            .await;
+        span.in_scope(|| match &result {
+            Ok(stream) => tracing::debug!(
+                target: "mesh::tcp",
+                peer = stream.peer_identity().map(|p| p.as_str()),
+                "tunnel open"
+            ),
+            Err(e) => tracing::debug!(target: "mesh::tcp", error = %e, "tunnel failed"),
+        });
+        result
+    }
+
+    async fn connect_in_span(
+        &self,
+        host: String,
+        port: u16,
+        trace: TraceContext,
+    ) -> Result<H2Stream, MeshError> {
         let permit = {
             let mut breakers = self
                 .inner
@@ -74,6 +134,7 @@ impl Mesh {
             // Naming the service (`forwarded: ...;host=`) lets the destination attribute it.
             let options = TunnelOptions {
                 service_host: Some(host.clone()),
+                trace: Some(trace.clone()),
                 ..TunnelOptions::default()
             };
             match self.inner.hbone.connect_with(&dest, &options).await {

@@ -98,7 +98,10 @@ impl InboundHttp {
             telemetry,
             peer,
             peer_addr,
-            baggage: headers.get(trace::BAGGAGE).cloned(),
+            // Metric flows are keyed by the peer's metadata, not the application's entries.
+            baggage: headers
+                .get(trace::BAGGAGE)
+                .map(|b| trace::metadata_baggage(b).into_owned()),
             tunnel_trace: TraceContext::from_headers(headers),
             last: Mutex::new(None),
         }

@@ -55,7 +55,7 @@ mod logging;
 mod recorder;
 mod standalone;
 mod state;
-mod trace;
+pub(crate) mod trace;
 
 use std::{
     fmt,

@@ -7,6 +7,15 @@
 //! requests get a [`TraceContext`] in their extensions (the server span: a child of the
 //! caller's span), so handlers can log the trace ID and pass the context on with
 //! [`TraceContext::inject`] when they call further services.
+//!
+//! Raw tunnels carry the same context on their CONNECT: [`Mesh::connect`](crate::mesh::Mesh::connect)
+//! continues the context in scope ([`TraceContext::scope`], [`TraceContext::current`]) or the one
+//! given to [`Mesh::connect_with_trace`](crate::mesh::Mesh::connect_with_trace) with a client
+//! span, sending `traceparent`, `tracestate` and the application's `baggage` entries (after the
+//! workload's own, which the destination reads for its metric labels); the destination's server
+//! span ([`InboundTunnel::trace`](crate::hbone::InboundTunnel::trace)) continues it. Inside
+//! [`TraceContext::scope`] the HTTP client also continues the scoped context when a request
+//! carries none of its own.
 
 use std::{cell::Cell, fmt};
 
@@ -33,6 +42,10 @@ pub struct TraceContext {
 
 thread_local! {
     static IDS: Cell<Option<SplitMix64>> = const { Cell::new(None) };
+}
+
+tokio::task_local! {
+    static CURRENT: TraceContext;
 }
 
 /// Random bytes for IDs: uniqueness matters, secrecy does not, so a per-thread generator seeded
@@ -141,6 +154,29 @@ impl TraceContext {
         }
     }
 
+    /// Runs `future` with this context as the [`current`](Self::current) one: tunnels opened
+    /// and HTTP requests sent without a `traceparent` of their own inside it continue this
+    /// trace. An inbound handler wraps its work in its request's or tunnel's context:
+    ///
+    /// ```no_run
+    /// # async fn demo(mesh: mesh_client::mesh::Mesh, tunnel: mesh_client::hbone::InboundTunnel)
+    /// # -> Result<(), mesh_client::mesh::MeshError> {
+    /// let upstream = tunnel
+    ///     .trace
+    ///     .clone()
+    ///     .scope(mesh.connect("inventory.shop.svc.cluster.local:9000"))
+    ///     .await?;
+    /// # drop(upstream); Ok(()) }
+    /// ```
+    pub async fn scope<F: Future>(self, future: F) -> F::Output {
+        CURRENT.scope(self, future).await
+    }
+
+    /// The context of the enclosing [`scope`](Self::scope), if any.
+    pub fn current() -> Option<Self> {
+        CURRENT.try_with(Clone::clone).ok()
+    }
+
     /// The trace ID as 32 lowercase hex digits (what Jaeger and access logs show).
     pub fn trace_id(&self) -> String {
         let mut out = String::with_capacity(32);
@@ -218,13 +254,92 @@ impl fmt::Debug for TraceContext {
 /// Continues the trace of an outbound request in place: a child of the request's own
 /// `traceparent`, or a new root when it has none. Returns the client span's context.
 pub(crate) fn continue_outbound(headers: &mut HeaderMap) -> TraceContext {
-    let context = TraceContext::from_headers(headers)
+    if let Some(parent) = TraceContext::from_headers(headers) {
+        let context = parent.child();
+        if let Ok(value) = HeaderValue::from_str(&context.traceparent()) {
+            headers.insert(TRACEPARENT, value);
+        }
+        return context;
+    }
+    // No context of its own: the scoped one's child (with its state and baggage), else a root.
+    let context = TraceContext::current()
         .map(|parent| parent.child())
         .unwrap_or_else(TraceContext::new_root);
-    if let Ok(value) = HeaderValue::from_str(&context.traceparent()) {
-        headers.insert(TRACEPARENT, value);
-    }
+    context.inject(headers);
     context
+}
+
+/// The client span of a raw tunnel: a child of `parent`, else of the scoped context, else a
+/// new root.
+pub(crate) fn continue_tunnel(parent: Option<&TraceContext>) -> TraceContext {
+    match parent {
+        Some(parent) => parent.child(),
+        None => TraceContext::current()
+            .map(|parent| parent.child())
+            .unwrap_or_else(TraceContext::new_root),
+    }
+}
+
+/// The baggage keys ztunnel exchanges as peer metadata (what the metric labels read).
+fn is_metadata_key(key: &str) -> bool {
+    key.starts_with("k8s.") || key == "service.name" || key == "service.version"
+}
+
+/// The key of one `baggage` list member.
+fn baggage_key(item: &str) -> &str {
+    item.split_once('=').map_or("", |(k, _)| k.trim())
+}
+
+/// The peer-metadata entries of a `baggage` value, without application entries, so that
+/// metric flows are keyed by the workload and not by whatever the application carries. Borrows
+/// (allocates nothing) when the value holds metadata only.
+pub(crate) fn metadata_baggage(value: &HeaderValue) -> std::borrow::Cow<'_, HeaderValue> {
+    use std::borrow::Cow;
+    let Ok(text) = value.to_str() else {
+        return Cow::Borrowed(value);
+    };
+    if text
+        .split(',')
+        .all(|item| is_metadata_key(baggage_key(item)))
+    {
+        return Cow::Borrowed(value);
+    }
+    let kept: Vec<&str> = text
+        .split(',')
+        .filter(|item| is_metadata_key(baggage_key(item)))
+        .map(str::trim)
+        .collect();
+    Cow::Owned(HeaderValue::from_str(&kept.join(",")).unwrap_or_else(|_| value.clone()))
+}
+
+/// `workload` baggage (peer metadata) followed by the entries of `application` baggage whose
+/// keys it does not have: one `baggage` header for the CONNECT.
+pub(crate) fn merge_baggage(
+    workload: Option<&str>,
+    application: Option<&HeaderValue>,
+) -> Option<String> {
+    let application = application
+        .and_then(|v| v.to_str().ok())
+        .filter(|a| !a.trim().is_empty());
+    match (workload, application) {
+        (w, None) => w.map(str::to_owned),
+        (None, Some(a)) => Some(a.trim().to_owned()),
+        (Some(w), Some(a)) => {
+            let taken: Vec<&str> = w
+                .split(',')
+                .filter_map(|item| item.split_once('=').map(|(k, _)| k.trim()))
+                .collect();
+            let mut out = w.to_owned();
+            for item in a.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                let key = item.split_once('=').map_or(item, |(k, _)| k.trim());
+                if !taken.contains(&key) {
+                    out.push(',');
+                    out.push_str(item);
+                }
+            }
+            Some(out)
+        }
+    }
 }
 
 /// The server span of an inbound request: a child of the request's `traceparent`, else of the
@@ -302,6 +417,60 @@ mod tests {
                 .unwrap()
                 .contains(&server.span_id())
         );
+    }
+
+    #[test]
+    fn scoped_context_is_continued_by_requests_without_their_own() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let parent = TraceContext::parse_traceparent(EXAMPLE).unwrap();
+        rt.block_on(parent.clone().scope(async {
+            assert_eq!(
+                TraceContext::current().unwrap().span_id(),
+                "00f067aa0ba902b7"
+            );
+            let mut headers = HeaderMap::new();
+            let client = continue_outbound(&mut headers);
+            assert_eq!(client.trace_id(), parent.trace_id());
+            assert_eq!(client.parent_span_id().as_deref(), Some("00f067aa0ba902b7"));
+            assert_eq!(headers[TRACEPARENT], client.traceparent().as_str());
+            let tunnel = continue_tunnel(None);
+            assert_eq!(tunnel.trace_id(), parent.trace_id());
+            // An explicit parent wins over the scope.
+            let other = TraceContext::new_root();
+            assert_eq!(continue_tunnel(Some(&other)).trace_id(), other.trace_id());
+        }));
+        assert!(TraceContext::current().is_none());
+        assert!(continue_tunnel(None).parent_span_id().is_none());
+    }
+
+    #[test]
+    fn baggage_is_merged_for_the_connect_and_filtered_for_metrics() {
+        let app = HeaderValue::from_static("user=alice, service.name=spoofed");
+        let merged = merge_baggage(
+            Some("k8s.namespace.name=shop,service.name=orders"),
+            Some(&app),
+        );
+        assert_eq!(
+            merged.as_deref(),
+            Some("k8s.namespace.name=shop,service.name=orders,user=alice")
+        );
+        assert_eq!(
+            merge_baggage(None, Some(&app)).as_deref(),
+            Some("user=alice, service.name=spoofed")
+        );
+        assert_eq!(merge_baggage(Some("a=1"), None).as_deref(), Some("a=1"));
+        let value = HeaderValue::from_str(merged.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            metadata_baggage(&value).as_ref(),
+            "k8s.namespace.name=shop,service.name=orders"
+        );
+        let plain = HeaderValue::from_static("k8s.namespace.name=shop");
+        assert!(matches!(
+            metadata_baggage(&plain),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]

@@ -44,6 +44,11 @@ pub struct InboundTunnel {
     pub headers: HeaderMap,
     /// The tunnel's bytes.
     pub stream: H2Stream,
+    /// The tunnel's server span: a child of the CONNECT's `traceparent` (same trace, with its
+    /// `tracestate` and `baggage`), or a new trace when the client sent none. Run work done
+    /// for this tunnel in [`TraceContext::scope`](crate::observe::TraceContext::scope) to
+    /// continue the trace in the calls it makes.
+    pub trace: crate::observe::TraceContext,
 }
 
 /// Where accepted tunnels go.

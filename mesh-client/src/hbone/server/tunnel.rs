@@ -6,6 +6,7 @@ use bytes::Bytes;
 use h2::server::SendResponse;
 use http::{Method, Request, Response, StatusCode};
 use mesh_core::SpiffeId;
+use tracing::Instrument;
 
 use super::{
     Delivery, ForwardTo, InboundRequest, InboundTunnel, Shared, Verdict, connection::TunnelGuard,
@@ -91,6 +92,22 @@ pub(crate) async fn handle(
         return respond(responder, StatusCode::UNAUTHORIZED, "denied by policy");
     }
 
+    // The server span of the tunnel, continuing the client's (raw tunnels; HTTP requests
+    // inside a tunnel get spans of their own).
+    let trace = crate::observe::TraceContext::from_headers(request.headers())
+        .map(|parent| parent.child())
+        .unwrap_or_else(crate::observe::TraceContext::new_root);
+    let span = tracing::info_span!(
+        target: "mesh::tcp",
+        "TCP server",
+        otel.kind = "server",
+        trace_id = %trace.trace_id(),
+        span_id = %trace.span_id(),
+        parent_span_id = trace.parent_span_id(),
+        peer.principal = conn.peer.as_str(),
+        client.address = %conn.peer_addr,
+        server.port = target.port(),
+    );
     match Route::of(&shared.delivery, target) {
         Route::Forward(upstream_addr) => {
             let Some(upstream_addr) = upstream_addr else {
@@ -126,7 +143,12 @@ pub(crate) async fn handle(
             let Some(stream) = accept(request, responder, &shared) else {
                 return;
             };
-            bridge(stream.with_meter(meter), upstream).await;
+            span.in_scope(
+                || tracing::debug!(target: "mesh::tcp", %upstream_addr, "tunnel forwarded"),
+            );
+            bridge(stream.with_meter(meter), upstream)
+                .instrument(span)
+                .await;
         }
         Route::Http(service) => {
             let meter = meter(&shared, &conn, target, request.headers());
@@ -158,12 +180,16 @@ pub(crate) async fn handle(
                 return;
             };
             let stream = stream.with_meter(meter);
-            handler(InboundTunnel {
-                peer: conn.peer,
-                peer_addr: conn.peer_addr,
-                target,
-                headers,
-                stream: stream.with_guard(Box::new(guard)),
+            span.in_scope(|| {
+                tracing::debug!(target: "mesh::tcp", "tunnel handed to the application");
+                handler(InboundTunnel {
+                    peer: conn.peer,
+                    peer_addr: conn.peer_addr,
+                    target,
+                    headers,
+                    stream: stream.with_guard(Box::new(guard)),
+                    trace,
+                });
             });
         }
     }
@@ -190,12 +216,15 @@ fn meter(
     headers: &http::HeaderMap,
 ) -> Option<crate::observe::TunnelMeter> {
     let telemetry = shared.config.telemetry.as_ref()?;
+    let baggage = headers
+        .get("baggage")
+        .map(crate::observe::trace::metadata_baggage);
     let flow = telemetry.flow(
         crate::observe::Reporter::Destination,
         crate::observe::RequestProtocol::Tcp,
         forwarded_host(headers),
         Some(&conn.peer),
-        headers.get("baggage"),
+        baggage.as_deref(),
     );
     let record = telemetry
         .access_log_enabled()

@@ -144,11 +144,12 @@ impl DnsDiscovery {
             config,
             endpoints: BTreeMap::new(),
             failures: BTreeMap::new(),
+            errors: 0,
             version: 0,
         };
         let due = state.refresh_due(None).await;
         let tx = watch::Sender::new(Arc::new(state.snapshot()));
-        record(&status, &state.failures, true);
+        record(&status, &state, true);
         let (task_tx, task_status) = (tx.clone(), status.clone());
         let task = tokio::spawn(async move {
             let mut due = due;
@@ -164,7 +165,7 @@ impl DnsDiscovery {
                 if changed {
                     task_tx.send_replace(Arc::new(state.snapshot()));
                 }
-                record(&task_status, &state.failures, changed);
+                record(&task_status, &state, changed);
             }
         });
         Ok(Self { tx, status, task })
@@ -204,6 +205,8 @@ struct State {
     endpoints: BTreeMap<usize, Vec<Endpoint>>,
     /// Consecutive failures and the last error per service index.
     failures: BTreeMap<usize, (u32, String)>,
+    /// Failed lookups since start.
+    errors: u64,
     version: u64,
 }
 
@@ -233,6 +236,7 @@ impl State {
                 }
                 Err(error) => {
                     tracing::warn!(service = %service.host, %error, "DNS lookup failed; keeping the last endpoints");
+                    self.errors += 1;
                     let entry = self.failures.entry(index).or_insert((0, String::new()));
                     entry.0 += 1;
                     entry.1 = format!("{}: {error}", service.host);
@@ -333,17 +337,15 @@ fn ttl_of(valid_until: std::time::Instant) -> Duration {
     valid_until.saturating_duration_since(std::time::Instant::now())
 }
 
-fn record(
-    status: &Mutex<DiscoveryStatus>,
-    failures: &BTreeMap<usize, (u32, String)>,
-    published: bool,
-) {
+fn record(status: &Mutex<DiscoveryStatus>, state: &State, published: bool) {
     let mut status = status.lock().unwrap_or_else(PoisonError::into_inner);
     if published {
         status.updates += 1;
     }
-    status.last_error = (!failures.is_empty()).then(|| {
-        failures
+    status.errors = state.errors;
+    status.last_error = (!state.failures.is_empty()).then(|| {
+        state
+            .failures
             .values()
             .map(|(_, e)| e.as_str())
             .collect::<Vec<_>>()
@@ -354,6 +356,10 @@ fn record(
 impl Discovery for DnsDiscovery {
     fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
         self.tx.subscribe()
+    }
+
+    fn kind(&self) -> &'static str {
+        "dns"
     }
 
     fn status(&self) -> DiscoveryStatus {

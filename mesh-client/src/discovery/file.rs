@@ -76,16 +76,28 @@ impl FileDiscovery {
         let status = Arc::new(Mutex::new(DiscoveryStatus {
             updates: 1,
             last_error: None,
+            errors: 0,
         }));
         let (task_tx, task_status) = (tx.clone(), status.clone());
         let task = tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut version = 1;
+            // The contents (`None`: unreadable) of the last rejected version: it is not
+            // re-parsed, nor counted again, until the file changes.
+            let mut rejected: Option<Option<Vec<u8>>> = None;
             loop {
                 ticker.tick().await;
                 let current = std::fs::read(&path).ok();
                 if current.as_deref() == Some(last.as_slice()) {
+                    if rejected.take().is_some() {
+                        // Back to the version in force: nothing to reload, nothing wrong.
+                        let mut s = task_status.lock().unwrap_or_else(PoisonError::into_inner);
+                        s.last_error = None;
+                    }
+                    continue;
+                }
+                if rejected.as_ref() == Some(&current) {
                     continue;
                 }
                 match load(&path, version + 1) {
@@ -97,14 +109,15 @@ impl FileDiscovery {
                         let mut s = task_status.lock().unwrap_or_else(PoisonError::into_inner);
                         s.updates += 1;
                         s.last_error = None;
+                        rejected = None;
                     }
                     Err(e) => {
                         let message = e.to_string();
                         let mut s = task_status.lock().unwrap_or_else(PoisonError::into_inner);
-                        if s.last_error.as_deref() != Some(message.as_str()) {
-                            tracing::warn!(error = %message, "service config change rejected; keeping the last good version");
-                        }
+                        tracing::warn!(error = %message, "service config change rejected; keeping the last good version");
                         s.last_error = Some(message);
+                        s.errors += 1;
+                        rejected = Some(current);
                     }
                 }
             }
@@ -122,6 +135,10 @@ impl Drop for FileDiscovery {
 impl Discovery for FileDiscovery {
     fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
         self.tx.subscribe()
+    }
+
+    fn kind(&self) -> &'static str {
+        "file"
     }
 
     fn status(&self) -> DiscoveryStatus {

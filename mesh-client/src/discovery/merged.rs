@@ -30,6 +30,8 @@ struct State {
     version: u64,
     updates: u64,
     conflict: Option<String>,
+    /// Distinct conflicts seen (a republish with the same conflict is not counted again).
+    conflicts: u64,
 }
 
 impl MergedDiscovery {
@@ -75,12 +77,16 @@ impl Inner {
                 merged.insert(Service::clone(service), endpoints.clone());
             }
         }
-        state.conflict = (!conflicts.is_empty()).then(|| {
+        let conflict = (!conflicts.is_empty()).then(|| {
             format!(
                 "defined by more than one discovery backend (the first one listed wins): {}",
                 conflicts.join(", ")
             )
         });
+        if conflict.is_some() && conflict != state.conflict {
+            state.conflicts += 1;
+        }
+        state.conflict = conflict;
         if let Some(conflict) = &state.conflict {
             tracing::warn!(%conflict, "discovery conflict");
         }
@@ -110,7 +116,41 @@ impl Discovery for MergedDiscovery {
         DiscoveryStatus {
             updates: state.updates,
             last_error: (!errors.is_empty()).then(|| errors.join("; ")),
+            errors: self
+                .inner
+                .sources
+                .iter()
+                .map(|s| s.status().errors)
+                .sum::<u64>()
+                + state.conflicts,
         }
+    }
+
+    fn kind(&self) -> &'static str {
+        "merged"
+    }
+
+    fn backends(&self) -> Vec<(&'static str, DiscoveryStatus)> {
+        let mut all: Vec<_> = self
+            .inner
+            .sources
+            .iter()
+            .flat_map(|s| s.backends())
+            .collect();
+        let state = self
+            .inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        all.push((
+            "merged",
+            DiscoveryStatus {
+                updates: state.updates,
+                last_error: state.conflict.clone(),
+                errors: state.conflicts,
+            },
+        ));
+        all
     }
 }
 

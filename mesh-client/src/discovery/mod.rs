@@ -37,6 +37,20 @@ pub trait Discovery: Send + Sync + 'static {
 
     /// Health of the backend: when it last failed, and why.
     fn status(&self) -> DiscoveryStatus;
+
+    /// What kind of backend this is (`static`, `file`, `etcd`, `dns`, `merged`), the `source`
+    /// label of the `mesh_discovery_*` metrics. Other implementations are `custom` unless they
+    /// say otherwise.
+    fn kind(&self) -> &'static str {
+        "custom"
+    }
+
+    /// The backends behind this one, each with its kind and status: itself, or for
+    /// [`MergedDiscovery`] every source it merges (and itself, for conflicts between them).
+    /// The admin endpoint reports one `mesh_discovery_*{source=...}` series per entry.
+    fn backends(&self) -> Vec<(&'static str, DiscoveryStatus)> {
+        vec![(self.kind(), self.status())]
+    }
 }
 
 /// How a discovery backend is doing.
@@ -48,6 +62,9 @@ pub struct DiscoveryStatus {
     /// The most recent refresh error; cleared by the next success. While set, the last good
     /// snapshot stays in force.
     pub last_error: Option<String>,
+    /// Failed refreshes since start: rejected file edits, failed DNS lookups, lost or refused
+    /// etcd connections and etcd revisions with records that had to be skipped.
+    pub errors: u64,
 }
 
 /// A snapshot that changes only when told to: for tests and for embedding a fixed topology.
@@ -65,6 +82,7 @@ impl StaticDiscovery {
             status: Mutex::new(DiscoveryStatus {
                 updates: 1,
                 last_error: None,
+                errors: 0,
             }),
         }
     }
@@ -82,6 +100,10 @@ impl StaticDiscovery {
 impl Discovery for StaticDiscovery {
     fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
         self.tx.subscribe()
+    }
+
+    fn kind(&self) -> &'static str {
+        "static"
     }
 
     fn status(&self) -> DiscoveryStatus {

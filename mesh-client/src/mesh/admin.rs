@@ -36,7 +36,6 @@ pub(crate) struct Observe {
     admin: Mutex<Option<AdminServer>>,
     /// The scrape-time source; the telemetry holds it weakly.
     source: Mutex<Option<Arc<MeshState>>>,
-    discovery_errors: ErrorCounter,
 }
 
 impl Observe {
@@ -55,7 +54,6 @@ impl Observe {
             recording,
             admin: Mutex::new(None),
             source: Mutex::new(None),
-            discovery_errors: ErrorCounter::default(),
         }
     }
 
@@ -159,16 +157,16 @@ impl StateSource for MeshState {
             svid.spiffe_id().as_str(),
             svid.not_after().as_secs(),
         ));
-        let status = inner.discovery.status();
-        report.discovery.push(DiscoveryState::new(
-            "merged",
-            status.updates,
-            inner
-                .observe
-                .discovery_errors
-                .observe(status.last_error.as_deref()),
-            status.last_error.is_none(),
-        ));
+        // One series per backend (`static`, `file`, `etcd`, `dns`, and `merged` for conflicts
+        // between them), with the failures each backend counted itself.
+        for (kind, status) in inner.discovery.backends() {
+            report.discovery.push(DiscoveryState::new(
+                kind,
+                status.updates,
+                status.errors,
+                status.last_error.is_none(),
+            ));
+        }
         for o in inner.routes.outlier_status() {
             let service = match &o.subset {
                 Some(subset) => format!("{}/{subset}", o.host),
@@ -178,22 +176,6 @@ impl StateSource for MeshState {
                 .outliers
                 .push(OutlierState::new(service, o.ejected.len(), o.ejections));
         }
-    }
-}
-
-/// Counts discovery failures by watching the last error change between observations (the
-/// backends report only their latest error).
-#[derive(Default)]
-struct ErrorCounter(Mutex<(Option<String>, u64)>);
-
-impl ErrorCounter {
-    fn observe(&self, last_error: Option<&str>) -> u64 {
-        let mut seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if last_error.is_some() && seen.0.as_deref() != last_error {
-            seen.1 += 1;
-        }
-        seen.0 = last_error.map(str::to_owned);
-        seen.1
     }
 }
 

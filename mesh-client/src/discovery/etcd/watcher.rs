@@ -88,6 +88,10 @@ impl Discovery for EtcdDiscovery {
         self.tx.subscribe()
     }
 
+    fn kind(&self) -> &'static str {
+        "etcd"
+    }
+
     fn status(&self) -> DiscoveryStatus {
         self.status
             .lock()
@@ -305,7 +309,12 @@ impl Follower {
             self.tx.send_replace(Arc::new(snapshot));
             status.updates += 1;
         }
-        status.last_error = summarise(&invalid);
+        let summary = summarise(&invalid);
+        if summary.is_some() && summary != status.last_error {
+            // Records had to be skipped (counted once per distinct set, not per revision).
+            status.errors += 1;
+        }
+        status.last_error = summary;
     }
 
     /// Reports a connection failure; the published snapshot is left as it is.
@@ -317,6 +326,7 @@ impl Follower {
             self.config.describe()
         );
         let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        status.errors += 1;
         let previous = status.last_error.replace(message.clone());
         if previous.as_deref() != Some(message.as_str()) {
             tracing::warn!(error = %message, "etcd discovery lost its connection");

@@ -31,7 +31,7 @@ fn bench(c: &mut Criterion) {
         .expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = dir.path().join("ca");
-    let (_server_mesh, server, client) = rt.block_on(async {
+    let (_server_mesh, server, client, quiet) = rt.block_on(async {
         let server_mesh = Mesh::from_yaml(&format!(
             "identity: {{ spiffe_id: {SERVER_ID}, dev_ca: {{ dir: {} }} }}\ninbound: {{ listen: 127.0.0.1:0 }}",
             ca.display()
@@ -45,21 +45,9 @@ fn bench(c: &mut Criterion) {
             .serve(InboundApp::Http(app))
             .await
             .expect("serve");
-        let client = Mesh::from_yaml(&format!(
-            r#"
-identity: {{ spiffe_id: spiffe://cluster.local/ns/bench/sa/client, dev_ca: {{ dir: {ca} }} }}
-services:
-  - host: {HOST}
-    ports: [{{ port: 8080, protocol: http }}]
-    identities: [{SERVER_ID}]
-    endpoints: [{{ address: "127.0.0.1:8080", hbone_port: {port} }}]
-"#,
-            ca = ca.display(),
-            port = server.local_addr().port(),
-        ))
-        .await
-        .expect("client mesh");
-        (server_mesh, server, client)
+        let client = client_mesh(&ca, server.local_addr().port(), "").await;
+        let quiet = client_mesh(&ca, server.local_addr().port(), "telemetry: { metrics: false }").await;
+        (server_mesh, server, client, quiet)
     });
 
     // Baseline: hyper's HTTP/1.1 connection over one tunnel from the same pool.
@@ -105,7 +93,38 @@ services:
             })
         });
     });
+    // The same client without recording Istio's metrics: what the client layer costs by itself.
+    let http = quiet.http_client();
+    group.bench_function("mesh_http_client/no_telemetry", |b| {
+        b.iter(|| {
+            let request = Request::get(format!("http://{HOST}:8080/"))
+                .body(Bytes::new())
+                .expect("request");
+            rt.block_on(async {
+                let response = http.request(request).await.expect("response");
+                response.into_body().collect().await.expect("body")
+            })
+        });
+    });
     group.finish();
+}
+
+/// A client mesh knowing the server as `HOST`, with `extra` appended to its config.
+async fn client_mesh(ca: &std::path::Path, port: u16, extra: &str) -> Mesh {
+    Mesh::from_yaml(&format!(
+        r#"
+identity: {{ spiffe_id: spiffe://cluster.local/ns/bench/sa/client, dev_ca: {{ dir: {ca} }} }}
+services:
+  - host: {HOST}
+    ports: [{{ port: 8080, protocol: http }}]
+    identities: [{SERVER_ID}]
+    endpoints: [{{ address: "127.0.0.1:8080", hbone_port: {port} }}]
+{extra}
+"#,
+        ca = ca.display(),
+    ))
+    .await
+    .expect("client mesh")
 }
 
 criterion_group!(benches, bench);

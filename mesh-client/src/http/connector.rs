@@ -173,13 +173,6 @@ pub struct MeshStream {
 }
 
 impl MeshStream {
-    pub(crate) fn new(stream: H2Stream, upstream: UpstreamInfo) -> Self {
-        Self {
-            io: TokioIo::new(stream),
-            upstream,
-        }
-    }
-
     /// The server's verified SPIFFE ID.
     pub fn peer_identity(&self) -> Option<&SpiffeId> {
         self.upstream.peer.as_ref()

@@ -10,6 +10,7 @@
 
 mod client;
 mod error;
+mod http1_pool;
 mod policy;
 mod routed;
 

@@ -5,21 +5,18 @@
 use std::{
     borrow::Cow,
     collections::HashMap,
-    future::Future,
     net::SocketAddr,
-    pin::Pin,
     sync::{Arc, Mutex, PoisonError},
-    task::{Context, Poll},
 };
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, Uri, header::HOST, request::Parts};
 use http_body_util::Full;
-use hyper::{body::Incoming, client::conn::http2};
-use hyper_util::{
-    client::legacy::Client,
-    rt::{TokioExecutor, TokioIo},
+use hyper::{
+    body::Incoming,
+    client::conn::{http1, http2},
 };
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use mesh_core::{
     balance::{HashKey, PickContext},
     model::Protocol,
@@ -28,11 +25,14 @@ use mesh_core::{
     traffic::{HashKeySource, RequestView, RouteError},
 };
 
-use super::{HttpPolicy, RequestError};
+use super::{
+    HttpPolicy, RequestError,
+    http1_pool::{self, Checkout, Http1Connection, Http1Pool},
+};
 use crate::{
     discovery::Discovery,
     hbone::{Destination, HboneClient, TunnelError},
-    http::{BoxError, MeshStream, UpstreamInfo},
+    http::{BoxError, UpstreamInfo},
     routing::BalancedDestinations,
 };
 
@@ -43,10 +43,8 @@ pub(super) struct Routed {
     pub(super) hbone: HboneClient,
     pub(super) routes: Arc<BalancedDestinations>,
     pub(super) discovery: Arc<dyn Discovery>,
-    /// HTTP/1.1: hyper's pool, keyed by the endpoint (the request is addressed to the
-    /// endpoint's `ip:port`, with `Host` naming the service), dialing through `endpoints`.
-    http1: Client<EndpointConnector, Full<Bytes>>,
-    endpoints: Arc<Mutex<HashMap<SocketAddr, (Destination, String)>>>,
+    /// HTTP/1.1: connections kept alive per endpoint, one request at a time on each.
+    http1: Http1Pool,
     /// HTTP/2: one multiplexed connection per endpoint, and who answers on it.
     http2: Mutex<HashMap<SocketAddr, Http2Connection>>,
 }
@@ -60,69 +58,13 @@ impl Routed {
         routes: Arc<BalancedDestinations>,
         discovery: Arc<dyn Discovery>,
     ) -> Self {
-        let endpoints = Arc::new(Mutex::new(HashMap::new()));
-        let connector = EndpointConnector {
-            hbone: hbone.clone(),
-            endpoints: endpoints.clone(),
-        };
         Self {
             hbone,
             routes,
             discovery,
-            http1: Client::builder(TokioExecutor::new()).build(connector),
-            endpoints,
+            http1: Http1Pool::new(http1_pool::DEFAULT_IDLE_TIMEOUT),
             http2: Mutex::new(HashMap::new()),
         }
-    }
-}
-
-/// Dials the endpoint a request is addressed to, with the identities recorded at pick time.
-#[derive(Clone)]
-struct EndpointConnector {
-    hbone: HboneClient,
-    /// Each endpoint's destination and the service it was picked for.
-    endpoints: Arc<Mutex<HashMap<SocketAddr, (Destination, String)>>>,
-}
-
-impl tower::Service<Uri> for EndpointConnector {
-    type Response = MeshStream;
-    type Error = TunnelError;
-    type Future = Pin<Box<dyn Future<Output = Result<MeshStream, TunnelError>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let dest = uri
-            .authority()
-            .and_then(|a| a.as_str().parse::<SocketAddr>().ok())
-            .and_then(|addr| {
-                self.endpoints
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .get(&addr)
-                    .cloned()
-            });
-        let hbone = self.hbone.clone();
-        Box::pin(async move {
-            let (dest, service) = dest.ok_or_else(|| {
-                TunnelError::InvalidRequest(format!("{uri}: not an endpoint picked by the mesh"))
-            })?;
-            // Naming the service (`forwarded: ...;host=`) lets the destination attribute it.
-            let options = crate::hbone::TunnelOptions {
-                service_host: Some(service.clone()),
-                ..crate::hbone::TunnelOptions::default()
-            };
-            let stream = hbone.connect_with(&dest, &options).await?;
-            let upstream = UpstreamInfo {
-                host: service,
-                endpoint: dest.authority(),
-                peer: stream.peer_identity().cloned(),
-                peer_baggage: stream.peer_baggage().cloned(),
-            };
-            Ok(MeshStream::new(stream, upstream))
-        })
     }
 }
 
@@ -255,7 +197,7 @@ impl Routed {
     pub(super) async fn send(
         &self,
         target: &Target,
-        mut request: Request<Full<Bytes>>,
+        request: Request<Full<Bytes>>,
     ) -> Result<Response<Incoming>, SendError> {
         let Some(dest) = self.routes.pick_with(
             &target.host,
@@ -290,47 +232,10 @@ impl Routed {
                 response
             })
         } else {
-            // HTTP/1.1 through hyper's pool: addressed to the endpoint, Host names the service.
-            if !request.headers().contains_key(HOST) {
-                if let Some(authority) = request.uri().authority() {
-                    if let Ok(value) = HeaderValue::from_str(authority.as_str()) {
-                        request.headers_mut().insert(HOST, value);
-                    }
-                }
-            }
-            let path = request
-                .uri()
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .to_owned();
-            let Ok(uri) = format!("http://{endpoint}{path}").parse::<Uri>() else {
-                return Err(SendError::BeforeSending {
-                    error: format!("unusable path {path:?}").into(),
-                    retryable: false,
-                });
-            };
-            *request.uri_mut() = uri;
-            self.endpoints
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(endpoint, (dest.clone(), target.host.clone()));
-            match self.http1.request(request).await {
+            match self.send_http1(&dest, target, request).await {
                 Ok(response) => Ok(response),
-                Err(e) if e.is_connect() => {
-                    let tunnel = find_tunnel_error(&e);
-                    let retryable = tunnel.is_none_or(TunnelError::is_retryable);
-                    if retryable {
-                        self.report(target, endpoint, Outcome::LocalOriginFailure);
-                    }
-                    return Err(SendError::BeforeSending {
-                        error: Box::new(e),
-                        retryable,
-                    });
-                }
-                Err(e) => {
-                    self.report(target, endpoint, Outcome::LocalOriginFailure);
-                    return Err(SendError::AfterSending(Box::new(e)));
-                }
+                Err(Http1Error::Tunnel(e)) => return Err(self.before_sending(target, endpoint, e)),
+                Err(Http1Error::Hyper(e)) => Err(e),
             }
         };
         match sent {
@@ -347,6 +252,121 @@ impl Routed {
                 })
             }
         }
+    }
+
+    /// Sends an HTTP/1.1 request on a kept-alive connection to the endpoint, or on a new one
+    /// (one tunnel). A request a kept connection turned away unsent (it closed meanwhile) is
+    /// sent once more on a new connection, as hyper's pooled client does.
+    async fn send_http1(
+        &self,
+        dest: &Destination,
+        target: &Target,
+        mut request: Request<Full<Bytes>>,
+    ) -> Result<Response<Incoming>, Http1Error> {
+        let endpoint = dest.authority();
+        // Origin form on the wire, with `Host` naming the service.
+        if !request.headers().contains_key(HOST) {
+            if let Some(authority) = request.uri().authority() {
+                if let Ok(value) = HeaderValue::from_str(authority.as_str()) {
+                    request.headers_mut().insert(HOST, value);
+                }
+            }
+        }
+        if request.uri().authority().is_some() {
+            let path = request
+                .uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+            *request.uri_mut() = Uri::from(path);
+        }
+        let (mut connection, reused) = match self.http1.checkout(endpoint) {
+            Checkout::Ready(connection) => (connection, true),
+            Checkout::Busy(busy) => self.ready_or_dial(dest, target, &request, busy).await?,
+            Checkout::None => (self.dial_http1(dest, target, &request).await?, false),
+        };
+        let mut response = match connection.sender.try_send_request(request).await {
+            Ok(response) => response,
+            Err(mut e) => match e.take_message() {
+                Some(unsent) if reused => {
+                    connection = self.dial_http1(dest, target, &unsent).await?;
+                    connection
+                        .sender
+                        .send_request(unsent)
+                        .await
+                        .map_err(Http1Error::Hyper)?
+                }
+                _ => return Err(Http1Error::Hyper(e.into_error())),
+            },
+        };
+        response
+            .extensions_mut()
+            .insert(connection.upstream.clone());
+        self.http1.put_back(endpoint, connection);
+        Ok(response)
+    }
+
+    /// Every kept connection is busy: the one used last is probably just finishing its
+    /// response, so wait for it, but dial a new connection (after letting other tasks run
+    /// once) in case it is really busy (a caller still reading a response). Whichever is
+    /// ready first takes the request; the other is kept or dropped.
+    async fn ready_or_dial(
+        &self,
+        dest: &Destination,
+        target: &Target,
+        request: &Request<Full<Bytes>>,
+        mut busy: Http1Connection,
+    ) -> Result<(Http1Connection, bool), Http1Error> {
+        let endpoint = dest.authority();
+        let dial = async {
+            tokio::task::yield_now().await;
+            self.dial_http1(dest, target, request).await
+        };
+        tokio::pin!(dial);
+        tokio::select! {
+            biased;
+            ready = std::future::poll_fn(|cx| busy.sender.poll_ready(cx)) => match ready {
+                Ok(()) => Ok((busy, true)),
+                // It closed instead: the new connection it is.
+                Err(_) => Ok(((&mut dial).await?, false)),
+            },
+            dialed = &mut dial => {
+                self.http1.put_back(endpoint, busy);
+                Ok((dialed?, false))
+            }
+        }
+    }
+
+    /// Opens a tunnel to the endpoint and an HTTP/1.1 connection over it.
+    async fn dial_http1(
+        &self,
+        dest: &Destination,
+        target: &Target,
+        request: &Request<Full<Bytes>>,
+    ) -> Result<Http1Connection, Http1Error> {
+        let endpoint = dest.authority();
+        let stream = self
+            .hbone
+            .connect_with(dest, &tunnel_options(target, request))
+            .await
+            .map_err(Http1Error::Tunnel)?;
+        let upstream = UpstreamInfo {
+            host: target.host.clone(),
+            endpoint,
+            peer: stream.peer_identity().cloned(),
+            peer_baggage: stream.peer_baggage().cloned(),
+        };
+        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(|e| {
+            Http1Error::Tunnel(TunnelError::InvalidRequest(format!(
+                "HTTP/1.1 handshake with {endpoint}: {e}"
+            )))
+        })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%endpoint, error = %e, "HTTP/1.1 connection ended");
+            }
+        });
+        Ok(Http1Connection::new(sender, upstream))
     }
 
     /// The endpoint's multiplexed HTTP/2 connection, opened (one tunnel) when there is none
@@ -368,17 +388,10 @@ impl Routed {
         {
             return Ok(sender);
         }
-        // The CONNECT names the service and carries the trace of the request opening it.
-        let options = crate::hbone::TunnelOptions {
-            service_host: Some(target.host.clone()),
-            traceparent: request
-                .headers()
-                .get(crate::observe::TRACEPARENT)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
-            ..crate::hbone::TunnelOptions::default()
-        };
-        let stream = self.hbone.connect_with(dest, &options).await?;
+        let stream = self
+            .hbone
+            .connect_with(dest, &tunnel_options(target, request))
+            .await?;
         let upstream = UpstreamInfo {
             host: target.host.clone(),
             endpoint,
@@ -415,15 +428,25 @@ impl Routed {
     }
 }
 
-fn find_tunnel_error(e: &hyper_util::client::legacy::Error) -> Option<&TunnelError> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(s) = source {
-        if let Some(t) = s.downcast_ref::<TunnelError>() {
-            return Some(t);
-        }
-        source = s.source();
+/// How an HTTP/1.1 attempt failed: before anything was sent (no tunnel, no connection) or
+/// while sending.
+enum Http1Error {
+    Tunnel(TunnelError),
+    Hyper(hyper::Error),
+}
+
+/// The CONNECT of a tunnel opened for `request`: it names the service (`forwarded: ...;host=`)
+/// so the destination can attribute it, and carries the request's trace.
+fn tunnel_options(target: &Target, request: &Request<Full<Bytes>>) -> crate::hbone::TunnelOptions {
+    crate::hbone::TunnelOptions {
+        service_host: Some(target.host.clone()),
+        traceparent: request
+            .headers()
+            .get(crate::observe::TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        ..crate::hbone::TunnelOptions::default()
     }
-    None
 }
 
 /// Whether hyper's error is an HTTP/2 REFUSED_STREAM (the request was not processed).

@@ -1,0 +1,167 @@
+//! Kept-alive HTTP/1.1 connections per endpoint, each riding one HBONE tunnel.
+//!
+//! Why not hyper-util's pooled client: it returns a connection to its pool from a task spawned
+//! per request once the connection is ready again, and a request arriving before that task ran
+//! dials a second connection in parallel. Both cost a thread hand-off or a CONNECT exchange on
+//! a path whose whole budget is a few microseconds over plain hyper. Here a connection goes
+//! back to its endpoint's list as soon as the response head is in, and a checkout takes the
+//! first connection that is ready *now* (its previous response was read to the end), so a
+//! sequential caller reuses one connection with no extra task and concurrent callers open as
+//! many connections as they keep busy.
+//!
+//! Bounds: at most [`MAX_IDLE_PER_ENDPOINT`] connections are kept per endpoint (more are
+//! closed when they come back), and a connection unused for the idle timeout is closed at the
+//! next checkout or sweep, which releases its tunnel.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Mutex, PoisonError},
+    task::Poll,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::client::conn::http1::SendRequest;
+
+use crate::http::UpstreamInfo;
+
+/// At most this many kept-alive connections per endpoint.
+pub(super) const MAX_IDLE_PER_ENDPOINT: usize = 64;
+
+/// How long an unused connection is kept (hyper's pooled client keeps them 90 s).
+pub(super) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// One kept-alive connection and who answers on it.
+pub(super) struct Http1Connection {
+    pub(super) sender: SendRequest<Full<Bytes>>,
+    pub(super) upstream: UpstreamInfo,
+    last_used: Instant,
+}
+
+impl Http1Connection {
+    /// A fresh connection.
+    pub(super) fn new(sender: SendRequest<Full<Bytes>>, upstream: UpstreamInfo) -> Self {
+        Self {
+            sender,
+            upstream,
+            last_used: Instant::now(),
+        }
+    }
+}
+
+/// What [`Http1Pool::checkout`] found.
+pub(super) enum Checkout {
+    /// A connection that takes a request now.
+    Ready(Http1Connection),
+    /// Only busy connections: this is the one used last. Its response may be just finishing
+    /// (then it is ready in a moment) or still unread by its caller.
+    Busy(Http1Connection),
+    /// No connection to that endpoint.
+    None,
+}
+
+/// Kept-alive connections by endpoint.
+pub(super) struct Http1Pool {
+    idle: Mutex<HashMap<SocketAddr, Vec<Http1Connection>>>,
+    idle_timeout: Duration,
+    /// When the whole pool was last swept for expired connections.
+    last_sweep: Mutex<Instant>,
+}
+
+impl Http1Pool {
+    pub(super) fn new(idle_timeout: Duration) -> Self {
+        Self {
+            idle: Mutex::new(HashMap::new()),
+            idle_timeout,
+            last_sweep: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// A connection to `endpoint` that can take a request now or, failing that, the one
+    /// most recently used (its response may be just finishing). Closed and expired
+    /// connections met on the way are dropped.
+    pub(super) fn checkout(&self, endpoint: SocketAddr) -> Checkout {
+        let now = Instant::now();
+        self.sweep_if_due(now);
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(list) = idle.get_mut(&endpoint) else {
+            return Checkout::None;
+        };
+        let mut found = Checkout::None;
+        let mut busy = None;
+        // Newest first: the connection used last is the likeliest to be ready and warm.
+        let mut i = list.len();
+        while i > 0 {
+            i -= 1;
+            let expired = now.saturating_duration_since(list[i].last_used) >= self.idle_timeout;
+            if expired || list[i].sender.is_closed() {
+                list.swap_remove(i);
+                // `swap_remove` moved the last entry here; the newest busy one is gone if it
+                // was that entry.
+                if busy == Some(list.len()) {
+                    busy = Some(i);
+                }
+                continue;
+            }
+            if ready_now(&mut list[i].sender) {
+                found = Checkout::Ready(list.swap_remove(i));
+                busy = None;
+                break;
+            }
+            busy.get_or_insert(i);
+        }
+        if let Some(i) = busy {
+            found = Checkout::Busy(list.swap_remove(i));
+        }
+        if list.is_empty() {
+            idle.remove(&endpoint);
+        }
+        found
+    }
+
+    /// Keeps `connection` for the next request to `endpoint` (it becomes ready once the
+    /// response in flight on it has been read to the end).
+    pub(super) fn put_back(&self, endpoint: SocketAddr, mut connection: Http1Connection) {
+        if connection.sender.is_closed() {
+            return;
+        }
+        connection.last_used = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let list = idle.entry(endpoint).or_default();
+        if list.len() < MAX_IDLE_PER_ENDPOINT {
+            list.push(connection);
+        }
+    }
+
+    /// Every idle timeout or so, drops expired and closed connections of every endpoint, so
+    /// endpoints no longer called do not keep their tunnels open forever.
+    fn sweep_if_due(&self, now: Instant) {
+        {
+            let mut last = self
+                .last_sweep
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if now.saturating_duration_since(*last) < self.idle_timeout {
+                return;
+            }
+            *last = now;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        idle.retain(|_, list| {
+            list.retain(|c| {
+                !c.sender.is_closed()
+                    && now.saturating_duration_since(c.last_used) < self.idle_timeout
+            });
+            !list.is_empty()
+        });
+    }
+}
+
+/// Whether `sender` can take a request right now, without waiting.
+fn ready_now(sender: &mut SendRequest<Full<Bytes>>) -> bool {
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    matches!(sender.poll_ready(&mut cx), Poll::Ready(Ok(())))
+}

@@ -1,0 +1,164 @@
+//! HTTP/1.1 keep-alive of `Mesh::http_client()`: one request at a time per connection, a
+//! connection whose response is still being read is not handed out again, and a connection
+//! the server closes is not reused. Real workloads on loopback over mTLS HBONE.
+
+mod support;
+
+use std::{convert::Infallible, time::Duration};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header::CONNECTION};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use mesh_client::{
+    http::HttpService,
+    mesh::{InboundApp, InboundServer, Mesh},
+};
+use support::STEP;
+
+const SERVER_ID: &str = "spiffe://cluster.local/ns/shop/sa/catalog";
+const HOST: &str = "catalog.shop.svc.cluster.local";
+/// Larger than what hyper reads ahead into a response body, so a connection stays busy until
+/// its caller reads the body; eight of them still fit in the HBONE connection window (16 MiB).
+const BIG: usize = 1 << 20;
+
+/// `/big` answers `BIG` bytes, `/close` answers and closes the connection, anything else `ok`.
+async fn catalog(dir: &std::path::Path) -> (Mesh, InboundServer) {
+    let yaml = format!(
+        "identity: {{ spiffe_id: {SERVER_ID}, dev_ca: {{ dir: {} }} }}\ninbound: {{ listen: \"127.0.0.1:0\" }}",
+        dir.join("ca").display()
+    );
+    let mesh = Mesh::from_yaml(&yaml).await.unwrap();
+    let app = HttpService::new(tower::service_fn(|request: Request<Incoming>| async move {
+        let response = match request.uri().path() {
+            "/big" => Response::new(Full::new(Bytes::from(vec![7u8; BIG]))),
+            "/close" => {
+                let mut response = Response::new(Full::new(Bytes::from_static(b"bye")));
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, http::HeaderValue::from_static("close"));
+                response
+            }
+            _ => Response::new(Full::new(Bytes::from_static(b"ok"))),
+        };
+        Ok::<_, Infallible>(response)
+    }));
+    let server = mesh.serve(InboundApp::Http(app)).await.unwrap();
+    (mesh, server)
+}
+
+async fn client(dir: &std::path::Path, server: &InboundServer) -> Mesh {
+    let yaml = format!(
+        r#"
+identity: {{ spiffe_id: spiffe://cluster.local/ns/shop/sa/frontend, dev_ca: {{ dir: {ca} }} }}
+services:
+  - host: {HOST}
+    ports: [{{ port: 8080, protocol: http }}]
+    identities: [{SERVER_ID}]
+    endpoints: [{{ address: "127.0.0.1:8080", hbone_port: {port} }}]
+"#,
+        ca = dir.join("ca").display(),
+        port = server.local_addr().port(),
+    );
+    Mesh::from_yaml(&yaml).await.unwrap()
+}
+
+async fn send(mesh: &Mesh, path: &str) -> Response<Incoming> {
+    let request = Request::get(format!("http://{HOST}:8080{path}"))
+        .body(Bytes::new())
+        .unwrap();
+    tokio::time::timeout(STEP, mesh.http_client().request(request))
+        .await
+        .expect("request timed out")
+        .expect("request failed")
+}
+
+async fn read(response: Response<Incoming>) -> Bytes {
+    tokio::time::timeout(STEP, response.into_body().collect())
+        .await
+        .expect("body timed out")
+        .expect("body failed")
+        .to_bytes()
+}
+
+/// Waits until the server holds `tunnels` open tunnels (they close asynchronously).
+async fn wait_for_tunnels(server: &InboundServer, tunnels: usize) {
+    tokio::time::timeout(STEP, async {
+        while server.stats().tunnels != tunnels {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "server holds {} tunnels, expected {tunnels}",
+            server.stats().tunnels
+        )
+    });
+}
+
+#[tokio::test]
+async fn a_connection_still_reading_a_response_is_not_handed_out_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server_mesh, server) = catalog(dir.path()).await;
+    let mesh = client(dir.path(), &server).await;
+
+    // The big response is not read yet: its connection is busy.
+    let big = send(&mesh, "/big").await;
+    assert_eq!(big.status(), StatusCode::OK);
+    // So the next request takes a second connection (a second tunnel) and succeeds at once.
+    assert_eq!(read(send(&mesh, "/").await).await, "ok");
+    assert_eq!(server.stats().tunnels, 2);
+    // Reading the big response to the end frees its connection.
+    assert_eq!(read(big).await.len(), BIG);
+    // From now on sequential requests reuse the two kept connections; no tunnel is added.
+    for _ in 0..10 {
+        assert_eq!(read(send(&mesh, "/").await).await, "ok");
+    }
+    assert_eq!(server.stats().tunnels, 2);
+    assert_eq!(mesh.hbone().stats().connections_opened, 1);
+}
+
+#[tokio::test]
+async fn a_connection_the_server_closes_is_not_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server_mesh, server) = catalog(dir.path()).await;
+    let mesh = client(dir.path(), &server).await;
+
+    assert_eq!(read(send(&mesh, "/").await).await, "ok");
+    assert_eq!(server.stats().tunnels, 1);
+    // The server answers and closes: the tunnel goes away and is not used again.
+    assert_eq!(read(send(&mesh, "/close").await).await, "bye");
+    wait_for_tunnels(&server, 0).await;
+    // The next requests open one new connection and keep it.
+    for _ in 0..3 {
+        assert_eq!(read(send(&mesh, "/").await).await, "ok");
+    }
+    assert_eq!(server.stats().tunnels, 1);
+}
+
+#[tokio::test]
+async fn concurrent_requests_get_a_connection_each_and_keep_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server_mesh, server) = catalog(dir.path()).await;
+    let mesh = client(dir.path(), &server).await;
+
+    // Eight responses held open at once need eight connections.
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(send(&mesh, "/big").await);
+    }
+    assert_eq!(server.stats().tunnels, 8);
+    for response in held {
+        assert_eq!(read(response).await.len(), BIG);
+    }
+    // All eight are kept and reused: eight more requests in parallel open nothing new.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let mesh = mesh.clone();
+        tasks.spawn(async move { read(send(&mesh, "/").await).await });
+    }
+    let answers = tasks.join_all().await;
+    assert!(answers.iter().all(|a| a == "ok"), "{answers:?}");
+    assert_eq!(server.stats().tunnels, 8);
+}

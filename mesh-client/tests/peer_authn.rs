@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use mesh_client::{
     http::{HttpService, InboundPeer, PeerIdentity},
-    mesh::{InboundApp, InboundServer, Mesh},
+    mesh::{InboundApp, InboundConnection, InboundServer, Mesh},
 };
 use support::{STEP, echo_server, round_trip};
 use tokio::net::TcpStream;
@@ -90,7 +90,7 @@ async fn orders(dir: &Path, server: &InboundServer) -> Mesh {
 identity: {{ spiffe_id: {ORDERS}, dev_ca: {{ dir: {ca} }} }}
 services:
   - host: {HOST}
-    ports: [{{ port: 8080, protocol: http }}]
+    ports: [{{ port: 8080, protocol: http }}, {{ port: 7000 }}]
     identities: [{INVENTORY}]
     endpoints: [{{ address: "127.0.0.1:8080", hbone_port: {hbone} }}]
 "#,
@@ -302,6 +302,53 @@ async fn disable_forwards_plaintext_bytes_for_the_listener_port() {
         drop(tcp);
         assert_eq!(server.plaintext_refused(), 0);
         assert_eq!(server.shutdown().await, 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_connections_app_gets_hbone_tunnels_and_plaintext_peers() {
+    limited(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+        // Echoes every connection and reports its principal and target port.
+        let handler = std::sync::Arc::new(move |connection: InboundConnection| {
+            let _ = seen_tx.send((connection.principal.clone(), connection.target.port()));
+            tokio::spawn(async move {
+                let mut stream = connection.stream;
+                let (mut reader, mut writer) = tokio::io::split(&mut stream);
+                let _ = tokio::io::copy(&mut reader, &mut writer).await;
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut writer).await;
+            });
+        });
+        let policies = peer_authn("default", "{ mtls: { mode: PERMISSIVE } }");
+        let (_inventory, server) = inventory(
+            dir.path(),
+            0,
+            &policies,
+            "",
+            InboundApp::Connections(handler),
+        )
+        .await;
+        let mut plain = tokio::time::timeout(STEP, TcpStream::connect(server.local_addr()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(round_trip(&mut plain, b"plain").await, b"plain");
+        let seen = seen_rx.recv().await.unwrap();
+        assert_eq!(seen, (None, server.local_addr().port()));
+
+        let orders = orders(dir.path(), &server).await;
+        let mut tunnel = tokio::time::timeout(STEP, orders.connect(&format!("{HOST}:7000")))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(round_trip(&mut tunnel, b"hbone").await, b"hbone");
+        let (principal, port) = seen_rx.recv().await.unwrap();
+        assert_eq!(principal.unwrap().as_str(), ORDERS);
+        assert_eq!(port, 7000);
+        drop((plain, tunnel));
+        server.shutdown().await;
     })
     .await;
 }

@@ -32,6 +32,11 @@ pub enum InboundApp {
     /// HTTP served in-process (an axum router, tonic routes). Authorization is applied per
     /// request with every HTTP attribute (L7); a denied request gets 403.
     Http(HttpService),
+    /// Raw connections of both kinds go to this function: HBONE tunnels (with the peer's
+    /// principal) and, where PeerAuthentication is PERMISSIVE or DISABLE, plaintext peers
+    /// connecting to the listener (principal `None`). Authorization is applied per
+    /// connection (L4) first.
+    Connections(super::ConnectionHandler),
 }
 
 impl fmt::Debug for InboundApp {
@@ -40,6 +45,7 @@ impl fmt::Debug for InboundApp {
             Self::None => "None",
             Self::Tunnels(_) => "Tunnels(..)",
             Self::Http(_) => "Http(..)",
+            Self::Connections(_) => "Connections(..)",
         })
     }
 }
@@ -130,9 +136,15 @@ impl Mesh {
         let forward: HashMap<u16, SocketAddr> = settings.forward.clone().into_iter().collect();
         let policies = self.inner.authz.clone();
         let mut http_app = None;
+        let mut connections = None;
         let (other, l4_ports) = match app {
             InboundApp::None => (None, None),
             InboundApp::Tunnels(handler) => (Some(Delivery::Handler(handler)), None),
+            InboundApp::Connections(handler) => {
+                connections = Some(handler.clone());
+                let tunnels: TunnelHandler = Arc::new(move |tunnel| handler(tunnel.into()));
+                (Some(Delivery::Handler(tunnels)), None)
+            }
             InboundApp::Http(service) => {
                 let guard_policies = policies.clone();
                 let service = service.with_guard(Arc::new(move |request| {
@@ -151,6 +163,7 @@ impl Mesh {
             policies: policies.clone(),
             forward: forward.clone(),
             http: http_app,
+            connections,
             refused: plaintext_refused.clone(),
             connect_timeout: HboneServerConfig::default().upstream_connect_timeout,
             telemetry: self.recording(),

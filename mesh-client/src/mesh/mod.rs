@@ -36,7 +36,8 @@
 //!   `source.principal`); both keep accepting HBONE, as ztunnel does. `portLevelMtls` keys on
 //!   the listener's port, the only destination port a plaintext peer names; a plaintext
 //!   connection is forwarded when `inbound.forward` has an entry for that port, else served by
-//!   an [`InboundApp::Http`] application.
+//!   an [`InboundApp::Http`] application or handed to an [`InboundApp::Connections`] handler
+//!   (which receives HBONE tunnels and plaintext connections alike, as [`InboundConnection`]s).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -58,6 +59,7 @@
 //! connection pools) live until the last clone is dropped.
 
 mod admin;
+mod connection;
 mod error;
 mod ext_authz;
 mod grpc;
@@ -83,6 +85,7 @@ use mesh_core::{
 };
 use mesh_tls::MeshTls;
 
+pub use connection::{ConnectionHandler, InboundConnection, InboundStream};
 pub use error::MeshError;
 pub use grpc::GrpcClient;
 pub use inbound::{InboundApp, InboundServer};

@@ -17,9 +17,11 @@
 //!   [`InboundApp::Http`](super::InboundApp::Http) application serves it, each request
 //!   carrying an [`InboundPeer`] without principal (and no
 //!   [`PeerIdentity`](crate::http::PeerIdentity)) and authorized at L7 like any other.
-//!   DISABLE accepts HBONE too, as ztunnel does. Plaintext connections with nothing to serve
-//!   them (only [`InboundApp::Tunnels`](super::InboundApp::Tunnels), whose handler takes
-//!   HBONE streams) are closed.
+//!   An [`InboundApp::Connections`](super::InboundApp::Connections) handler gets the raw
+//!   connection (principal `None`) after the same L4 authorization. DISABLE accepts HBONE
+//!   too, as ztunnel does. Plaintext connections with nothing to serve them (only
+//!   [`InboundApp::Tunnels`](super::InboundApp::Tunnels), whose handler takes HBONE streams)
+//!   are closed.
 
 use std::{
     collections::HashMap,
@@ -44,6 +46,8 @@ pub(super) struct PlaintextDelivery {
     pub(super) forward: HashMap<u16, SocketAddr>,
     /// The in-process HTTP application (with the request guard in front).
     pub(super) http: Option<HttpService>,
+    /// The application taking raw connections.
+    pub(super) connections: Option<super::ConnectionHandler>,
     /// Plaintext connections refused because their port requires mTLS.
     pub(super) refused: Arc<AtomicU64>,
     /// Limit for dialing a forward target.
@@ -81,12 +85,28 @@ impl PlaintextDelivery {
             let timeout = self.connect_timeout;
             return Some(Box::pin(forward(connection, upstream, timeout)));
         }
+        if let Some(handler) = self.connections.clone() {
+            let verdict = self
+                .policies
+                .check_l4(peer_addr, connection.local_addr, None);
+            if let Verdict::Deny(reason) = verdict {
+                tracing::info!(%peer_addr, port, %reason, "plaintext connection denied by policy");
+                return None;
+            }
+            let connection = super::InboundConnection::plaintext(
+                connection.stream,
+                peer_addr,
+                connection.local_addr,
+            );
+            return Some(Box::pin(async move { handler(connection) }));
+        }
         let Some(http) = self.http.clone() else {
             tracing::debug!(
                 %peer_addr,
                 port,
                 "plaintext connection accepted by peer authentication but nothing serves it \
-                 (forward the listener port in inbound.forward, or serve InboundApp::Http); closing"
+                 (forward the listener port in inbound.forward, or serve InboundApp::Http or \
+                 InboundApp::Connections); closing"
             );
             return None;
         };

@@ -359,7 +359,25 @@ fn outbound_meter(
             },
             ..crate::observe::AccessRecord::default()
         });
-    crate::observe::TunnelMeter::open(flow, telemetry, record)
+    let meter = crate::observe::TunnelMeter::open(flow, telemetry, record);
+    // Raw tunnels have a span of their own; a tunnel opened for an HTTP request carries that
+    // request's client span instead.
+    match &options.trace {
+        Some(trace) => meter.with_span(
+            telemetry,
+            crate::observe::spans::SpanKind::Client,
+            trace,
+            |span| {
+                span.attr("server.address", service);
+                span.attr("network.peer.address", dest.authority().ip().to_string());
+                span.attr("network.peer.port", i64::from(dest.authority().port()));
+                if let Some(peer) = stream.peer_identity() {
+                    span.attr("mesh.peer.principal", peer.as_str());
+                }
+            },
+        ),
+        None => meter,
+    }
 }
 
 impl crate::observe::StateSource for Inner {

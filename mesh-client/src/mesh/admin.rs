@@ -45,7 +45,7 @@ impl Observe {
         let id = tls.credentials().svid().spiffe_id().clone();
         let telemetry = Telemetry::new(WorkloadLabels::local(settings, &id), &settings.telemetry);
         let wanted = &settings.telemetry;
-        let recording = wanted.metrics || wanted.access_log.enabled;
+        let recording = wanted.metrics || wanted.access_log.enabled || wanted.otlp.is_some();
         if recording {
             policies.set_telemetry(telemetry.clone());
         }
@@ -71,8 +71,47 @@ impl Observe {
     }
 }
 
-/// Registers the mesh's state for scrapes and starts the configured admin endpoint.
+/// Starts exporting spans to the configured OTLP collector.
+#[cfg(feature = "otlp")]
+fn start_otlp(mesh: &Mesh, otlp: &mesh_core::config::OtlpSettings) -> Result<(), MeshError> {
+    let local = mesh.inner.observe.telemetry.local();
+    let mut resource = vec![(
+        "service.name",
+        otlp.service_name
+            .clone()
+            .unwrap_or_else(|| local.canonical_service.clone()),
+    )];
+    for (key, value) in [
+        ("service.version", &local.canonical_revision),
+        ("k8s.namespace.name", &local.namespace),
+        ("mesh.workload", &local.workload),
+        ("mesh.principal", &local.principal),
+    ] {
+        if value != crate::observe::UNKNOWN {
+            resource.push((key, value.clone()));
+        }
+    }
+    let exporter = crate::observe::otlp::OtlpExporter::start(&otlp.endpoint, resource)
+        .map_err(|e| MeshError::Telemetry(e.to_string()))?;
+    mesh.inner.observe.telemetry.set_span_sink(exporter);
+    Ok(())
+}
+
+#[cfg(not(feature = "otlp"))]
+fn start_otlp(_: &Mesh, _: &mesh_core::config::OtlpSettings) -> Result<(), MeshError> {
+    Err(MeshError::Telemetry(
+        "telemetry.otlp needs mesh-client built with the `otlp` cargo feature (features = \
+         [\"otlp\"]); remove the section or enable the feature"
+            .to_owned(),
+    ))
+}
+
+/// Registers the mesh's state for scrapes and starts the configured admin endpoint and span
+/// export.
 pub(crate) async fn start(mesh: &Mesh) -> Result<(), MeshError> {
+    if let Some(otlp) = &mesh.inner.settings.telemetry.otlp {
+        start_otlp(mesh, otlp)?;
+    }
     let observe = &mesh.inner.observe;
     let state = Arc::new(MeshState(Arc::downgrade(&mesh.inner)));
     observe

@@ -53,6 +53,10 @@ pub enum MeshError {
         /// The operating system's reason.
         reason: String,
     },
+    /// The `telemetry:` section asks for something this build or setup cannot do (OTLP
+    /// export without the `otlp` feature, an unusable collector address).
+    #[error("telemetry: {0}")]
+    Telemetry(String),
     /// A target was not `host:port`.
     #[error("{0:?} is not host:port; write it as inventory.shop.svc.cluster.local:8080")]
     BadTarget(String),

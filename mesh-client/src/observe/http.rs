@@ -16,7 +16,10 @@ use mesh_core::SpiffeId;
 
 use super::{
     AccessRecord, FlowRecorder, Outcome, Reporter, RequestProtocol, ResponseFlags, Telemetry,
-    TraceContext, access_log::flags_text, trace,
+    TraceContext,
+    access_log::flags_text,
+    spans::{SpanKind, SpanStart},
+    trace,
 };
 
 /// A note a policy answer carries in its extensions, for the access log's `authz` field.
@@ -157,6 +160,18 @@ impl InboundHttp {
             })
         });
         let request_bytes = body_len(request.headers(), request.body());
+        let span = self
+            .telemetry
+            .start_span(request.method().as_str(), SpanKind::Server, &context)
+            .map(|mut span| {
+                span.attr("http.request.method", request.method().as_str());
+                span.attr("url.path", request.uri().path());
+                span.attr("server.address", authority(request));
+                span.attr("client.address", self.peer_addr.ip().to_string());
+                span.attr("client.port", i64::from(self.peer_addr.port()));
+                span.attr("mesh.peer.principal", self.peer.as_str());
+                span
+            });
         request.extensions_mut().insert(context);
         InboundProbe(Box::new(Probe {
             telemetry: self.telemetry.clone(),
@@ -168,6 +183,7 @@ impl InboundHttp {
             grpc: None,
             flags: ResponseFlags::NONE,
             record,
+            span,
         }))
     }
 }
@@ -185,10 +201,26 @@ struct Probe {
     grpc: Option<u8>,
     flags: ResponseFlags,
     record: Option<Box<AccessRecord>>,
+    span: Option<Box<SpanStart>>,
+}
+
+/// Ends an HTTP span with the outcome (status >= 500, no response, or a flag: an error).
+fn end_span(telemetry: &Telemetry, mut span: SpanStart, code: u16, flags: ResponseFlags) {
+    if code != 0 {
+        span.attr("http.response.status_code", i64::from(code));
+    }
+    if flags != ResponseFlags::NONE {
+        span.attr("mesh.response_flags", flags_text(flags));
+    }
+    let error = code == 0 || code >= 500 || flags != ResponseFlags::NONE;
+    telemetry.finish_span(span.end(error));
 }
 
 impl Probe {
     fn finish(self) {
+        if let Some(span) = self.span {
+            end_span(&self.telemetry, *span, self.code, self.flags);
+        }
         let duration = self.started.elapsed();
         let grpc = match self.flow.labels().protocol {
             RequestProtocol::Grpc => self.grpc,
@@ -318,6 +350,7 @@ pub(crate) struct OutboundProbe {
     protocol: RequestProtocol,
     request_bytes: u64,
     record: Option<Box<AccessRecord>>,
+    span: Option<Box<SpanStart>>,
 }
 
 impl OutboundProbe {
@@ -343,12 +376,20 @@ impl OutboundProbe {
                 ..AccessRecord::default()
             })
         });
+        let span = telemetry
+            .start_span(request.method().as_str(), SpanKind::Client, &context)
+            .map(|mut span| {
+                span.attr("http.request.method", request.method().as_str());
+                span.attr("url.path", request.uri().path());
+                span
+            });
         Self {
             telemetry: telemetry.clone(),
             started,
             protocol,
             request_bytes: request.body().len() as u64,
             record,
+            span,
         }
     }
 
@@ -370,10 +411,21 @@ impl OutboundProbe {
             ),
             Err((code, flags)) => (code, flags, None, None, 0),
         };
+        let peer = upstream.as_ref().and_then(|u| u.peer.as_ref());
+        if let Some(mut span) = self.span {
+            span.attr("server.address", service);
+            if let Some(upstream) = &upstream {
+                span.attr("network.peer.address", upstream.endpoint.ip().to_string());
+                span.attr("network.peer.port", i64::from(upstream.endpoint.port()));
+            }
+            if let Some(peer) = peer {
+                span.attr("mesh.peer.principal", peer.as_str());
+            }
+            end_span(&self.telemetry, *span, code, flags);
+        }
         if code == 0 {
             return;
         }
-        let peer = upstream.as_ref().and_then(|u| u.peer.as_ref());
         let baggage = upstream.as_ref().and_then(|u| u.peer_baggage.as_ref());
         let flow = self
             .telemetry

@@ -36,7 +36,9 @@
 //! Access logs ([`ACCESS_LOG_TARGET`]), trace context ([`TraceContext`]) and runtime log levels
 //! ([`LogControl`]) are described in their modules; [`AdminServer`] serves `/metrics`,
 //! `/stats/prometheus`, `/healthz/ready`, `/config_dump` and `/logging`; [`CredentialsState`]
-//! is what it reports for a server built from the low-level parts instead of a `Mesh`.
+//! is what it reports for a server built from the low-level parts instead of a `Mesh`. With
+//! the `otlp` feature and `telemetry.otlp`, the client and server spans of requests and raw
+//! tunnels are exported to an OpenTelemetry collector over OTLP/gRPC.
 //!
 //! A [`Mesh`](crate::mesh::Mesh) builds its `Telemetry` from the `telemetry:` section and wires
 //! it into its clients and servers; lower-level users pass one in
@@ -52,7 +54,10 @@ mod flags;
 pub(crate) mod http;
 mod labels;
 mod logging;
+#[cfg(feature = "otlp")]
+pub(crate) mod otlp;
 mod recorder;
+pub(crate) mod spans;
 mod standalone;
 mod state;
 pub(crate) mod trace;
@@ -121,6 +126,8 @@ struct Inner {
     state: Arc<StateCollector>,
     access_log: AccessLogger,
     metrics: bool,
+    /// The span exporter, once installed.
+    spans: std::sync::OnceLock<Arc<dyn spans::SpanSink>>,
 }
 
 impl Telemetry {
@@ -146,6 +153,7 @@ impl Telemetry {
                 state,
                 access_log,
                 metrics: settings.metrics,
+                spans: std::sync::OnceLock::new(),
             }),
         }
     }

@@ -27,6 +27,8 @@ use super::{
     families::IstioFamilies,
     flags::ResponseFlags,
     labels::{FlowLabels, Reporter, RequestLabels, RequestProtocol, TcpLabels},
+    spans::{SpanKind, SpanStart},
+    trace::TraceContext,
 };
 
 /// Most distinct flows kept per [`Telemetry`]; bounds the number of series.
@@ -296,6 +298,8 @@ pub(crate) struct TunnelMeter {
     flags: ResponseFlags,
     /// Access log details (only when access logging is on).
     log: Option<(Telemetry, Box<AccessRecord>)>,
+    /// The tunnel's span (only when spans are exported and the trace is sampled).
+    span: Option<(Telemetry, Box<SpanStart>)>,
 }
 
 impl TunnelMeter {
@@ -323,7 +327,26 @@ impl TunnelMeter {
                 r.started = Some(SystemTime::now());
                 (telemetry.clone(), Box::new(r))
             }),
+            span: None,
         }
+    }
+
+    /// Records the tunnel as a span of `context` (`CONNECT`, the client's or the server's
+    /// side), with `attributes`, when spans are exported.
+    pub(crate) fn with_span(
+        mut self,
+        telemetry: &Telemetry,
+        kind: SpanKind,
+        context: &TraceContext,
+        attributes: impl FnOnce(&mut SpanStart),
+    ) -> Self {
+        self.span = telemetry
+            .start_span("CONNECT", kind, context)
+            .map(|mut span| {
+                attributes(&mut span);
+                (telemetry.clone(), span)
+            });
+        self
     }
 
     /// `n` bytes were read from the tunnel.
@@ -359,6 +382,14 @@ impl TunnelMeter {
 
 impl Drop for TunnelMeter {
     fn drop(&mut self) {
+        if let Some((telemetry, mut span)) = self.span.take() {
+            span.attr("mesh.bytes_received", self.received as i64);
+            span.attr("mesh.bytes_sent", self.sent as i64);
+            if self.flags != ResponseFlags::NONE {
+                span.attr("mesh.response_flags", flags_text(self.flags));
+            }
+            telemetry.finish_span(span.end(self.flags != ResponseFlags::NONE));
+        }
         if self.counters.is_some() {
             self.flow.tcp_closed(self.flags);
         }

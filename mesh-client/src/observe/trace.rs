@@ -184,6 +184,12 @@ impl TraceContext {
         out
     }
 
+    /// The raw IDs and flags (trace, span, parent span, flags), for exporters.
+    #[cfg(feature = "otlp")]
+    pub(crate) fn raw(&self) -> ([u8; 16], [u8; 8], Option<[u8; 8]>, u8) {
+        (self.trace_id, self.span_id, self.parent_id, self.flags)
+    }
+
     /// This span's ID as 16 hex digits.
     pub fn span_id(&self) -> String {
         let mut out = String::with_capacity(16);

@@ -5,7 +5,9 @@
 //! application may still start one itself); with `admin: {}` it listens on
 //! `127.0.0.1:15020`, Istio's conventional agent port, bound to loopback so nothing is exposed
 //! unless configured. Without `telemetry:` metrics are recorded and access logs are off, as in
-//! a default Istio install.
+//! a default Istio install. `telemetry.otlp: { endpoint: http://127.0.0.1:4317 }` exports
+//! the spans of requests and tunnels to an OpenTelemetry collector (mesh-client's `otlp`
+//! feature).
 //!
 //! ```
 //! let yaml = r#"
@@ -52,6 +54,33 @@ pub struct TelemetryConfig {
     /// One JSON line per request and per tunnel.
     #[serde(default)]
     pub access_log: Option<AccessLogConfig>,
+    /// Export spans to an OpenTelemetry collector over OTLP/gRPC (needs mesh-client's `otlp`
+    /// feature).
+    #[serde(default)]
+    pub otlp: Option<OtlpConfig>,
+}
+
+/// `telemetry.otlp` as written: where sampled spans of requests and tunnels are exported.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct OtlpConfig {
+    /// The collector's OTLP/gRPC address, `http://HOST:PORT` (4317 by convention). Required.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// The `service.name` resource attribute. Default: the workload's canonical service.
+    #[serde(default)]
+    pub service_name: Option<String>,
+}
+
+/// `telemetry.otlp`, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OtlpSettings {
+    /// `http://HOST:PORT`.
+    pub endpoint: String,
+    /// The `service.name` to report, when configured.
+    pub service_name: Option<String>,
 }
 
 /// Access log settings as written.
@@ -96,6 +125,8 @@ pub struct TelemetrySettings {
     pub metrics: bool,
     /// Access logging.
     pub access_log: AccessLogSettings,
+    /// OTLP span export, when configured.
+    pub otlp: Option<OtlpSettings>,
 }
 
 impl Eq for TelemetrySettings {}
@@ -106,6 +137,7 @@ impl Default for TelemetrySettings {
         Self {
             metrics: true,
             access_log: AccessLogSettings::default(),
+            otlp: None,
         }
     }
 }
@@ -182,6 +214,55 @@ pub(crate) fn resolve_telemetry(
     Ok(TelemetrySettings {
         metrics: config.metrics.unwrap_or(true),
         access_log,
+        otlp: config.otlp.as_ref().map(resolve_otlp).transpose()?,
+    })
+}
+
+/// Validates `telemetry.otlp`.
+fn resolve_otlp(config: &OtlpConfig) -> Result<OtlpSettings, ConfigError> {
+    let field = "telemetry.otlp.endpoint";
+    let Some(endpoint) = config.endpoint.as_deref() else {
+        return Err(ConfigError::invalid(
+            field,
+            "is required: the collector's OTLP/gRPC address, such as http://127.0.0.1:4317",
+        ));
+    };
+    if endpoint.starts_with("https://") {
+        return Err(ConfigError::invalid(
+            field,
+            format!(
+                "{endpoint:?}: TLS to the collector is not supported; export to a collector on \
+                 this host or network over http:// (such as http://127.0.0.1:4317)"
+            ),
+        ));
+    }
+    let authority = endpoint
+        .strip_prefix("http://")
+        .map(|rest| rest.trim_end_matches('/'))
+        .filter(|a| {
+            a.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && !a.contains('/') && port.parse::<u16>().is_ok_and(|p| p > 0)
+            })
+        });
+    if authority.is_none() {
+        return Err(ConfigError::invalid(
+            field,
+            format!("{endpoint:?} is not http://HOST:PORT; write it as http://127.0.0.1:4317"),
+        ));
+    }
+    if config
+        .service_name
+        .as_deref()
+        .is_some_and(|n| n.trim().is_empty())
+    {
+        return Err(ConfigError::invalid(
+            "telemetry.otlp.service_name",
+            "is empty; leave it out to use the workload's canonical service",
+        ));
+    }
+    Ok(OtlpSettings {
+        endpoint: endpoint.trim_end_matches('/').to_owned(),
+        service_name: config.service_name.clone(),
     })
 }
 
@@ -226,6 +307,35 @@ mod tests {
         assert!(err.to_string().contains("port"), "{err}");
         let err = MeshConfig::from_yaml("telemetry: { access_log: { sample: 1 } }").unwrap_err();
         assert_eq!(err.path(), "telemetry.access_log.sample");
+    }
+
+    #[test]
+    fn otlp_needs_a_plain_http_endpoint() {
+        let settings = MeshConfig::from_yaml(
+            "telemetry: { otlp: { endpoint: \"http://127.0.0.1:4317/\", service_name: shop } }",
+        )
+        .unwrap()
+        .workload_settings()
+        .unwrap();
+        let otlp = settings.telemetry.otlp.unwrap();
+        assert_eq!(otlp.endpoint, "http://127.0.0.1:4317");
+        assert_eq!(otlp.service_name.as_deref(), Some("shop"));
+        for bad in [
+            "{}",
+            "{ endpoint: \"https://collector:4317\" }",
+            "{ endpoint: \"127.0.0.1:4317\" }",
+            "{ endpoint: \"http://collector\" }",
+            "{ endpoint: \"http://:4317\" }",
+            "{ endpoint: \"http://collector:4317/v1/traces\" }",
+        ] {
+            let err = MeshConfig::from_yaml(&format!("telemetry: {{ otlp: {bad} }}"))
+                .unwrap()
+                .workload_settings()
+                .unwrap_err();
+            assert_eq!(err.path(), "telemetry.otlp.endpoint", "{bad}: {err}");
+        }
+        let err = MeshConfig::from_yaml("telemetry: { otlp: { url: x } }").unwrap_err();
+        assert_eq!(err.path(), "telemetry.otlp.url");
     }
 
     #[test]

@@ -46,8 +46,8 @@ mod traffic;
 mod workload;
 
 pub use admin::{
-    AccessLogConfig, AccessLogSettings, AdminConfig, AdminSettings, DEFAULT_ADMIN_LISTEN, Percent,
-    TelemetryConfig, TelemetrySettings,
+    AccessLogConfig, AccessLogSettings, AdminConfig, AdminSettings, DEFAULT_ADMIN_LISTEN,
+    OtlpConfig, OtlpSettings, Percent, TelemetryConfig, TelemetrySettings,
 };
 pub use error::ConfigError;
 pub use extension::{

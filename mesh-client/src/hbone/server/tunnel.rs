@@ -139,7 +139,8 @@ pub(crate) async fn handle(
                     );
                 }
             };
-            let meter = meter(&shared, &conn, target, request.headers());
+            let meter = meter(&shared, &conn, target, request.headers())
+                .map(|m| tunnel_span(m, &shared, &conn, target, &trace));
             let Some(stream) = accept(request, responder, &shared) else {
                 return;
             };
@@ -175,7 +176,8 @@ pub(crate) async fn handle(
         }
         Route::Handler(handler) => {
             let headers = request.headers().clone();
-            let meter = meter(&shared, &conn, target, &headers);
+            let meter = meter(&shared, &conn, target, &headers)
+                .map(|m| tunnel_span(m, &shared, &conn, target, &trace));
             let Some(stream) = accept(request, responder, &shared) else {
                 return;
             };
@@ -230,6 +232,30 @@ fn meter(
         .access_log_enabled()
         .then(|| tunnel_record(conn, target, headers, 200));
     Some(crate::observe::TunnelMeter::open(flow, telemetry, record))
+}
+
+/// Records a raw tunnel as the server span `trace`, when spans are exported.
+fn tunnel_span(
+    meter: crate::observe::TunnelMeter,
+    shared: &Shared,
+    conn: &ConnInfo,
+    target: SocketAddr,
+    trace: &crate::observe::TraceContext,
+) -> crate::observe::TunnelMeter {
+    let Some(telemetry) = shared.config.telemetry.as_ref() else {
+        return meter;
+    };
+    meter.with_span(
+        telemetry,
+        crate::observe::spans::SpanKind::Server,
+        trace,
+        |span| {
+            span.attr("server.port", i64::from(target.port()));
+            span.attr("client.address", conn.peer_addr.ip().to_string());
+            span.attr("client.port", i64::from(conn.peer_addr.port()));
+            span.attr("mesh.peer.principal", conn.peer.as_str());
+        },
+    )
 }
 
 fn tunnel_record(

@@ -131,6 +131,30 @@ pub(crate) fn buckets(block: &IpNet) -> Option<Vec<Bucket>> {
     }
 }
 
+/// Blocks at least this narrow are also filed in a finer index: one `/24` (IPv4) or `/64`
+/// (IPv6) bucket each, so many narrow blocks inside one `/16` (per-node pod ranges of a
+/// cluster, say) do not all land in the same coarse bucket.
+const V4_FINE: u8 = 24;
+const V6_FINE: u8 = 64;
+
+/// The fine bucket of a block at least `/24` (`/64`) long, or `None` for wider blocks.
+pub(crate) fn fine_bucket(block: &IpNet) -> Option<Bucket> {
+    match block {
+        IpNet::V4(net) => (net.prefix_len() >= V4_FINE)
+            .then(|| Bucket::V4(u32::from(net.addr()) & mask4(V4_FINE))),
+        IpNet::V6(net) => (net.prefix_len() >= V6_FINE)
+            .then(|| Bucket::V6(u128::from(net.addr()) & mask6(V6_FINE))),
+    }
+}
+
+/// The fine bucket an address falls in.
+pub(crate) fn fine_bucket_of(ip: IpAddr) -> Bucket {
+    match ip {
+        IpAddr::V4(ip) => Bucket::V4(u32::from(ip) & mask4(V4_FINE)),
+        IpAddr::V6(ip) => Bucket::V6(u128::from(ip) & mask6(V6_FINE)),
+    }
+}
+
 /// The bucket an address falls in.
 pub(crate) fn bucket_of(ip: IpAddr) -> Bucket {
     match ip {
@@ -220,6 +244,31 @@ mod tests {
             [bucket_of(ip("2001:db8:1::9"))]
         );
         assert!(matches!(bucket_of(ip("::1")), Bucket::V6(_)));
+    }
+
+    #[test]
+    fn fine_buckets_for_narrow_blocks() {
+        use super::{fine_bucket, fine_bucket_of};
+        let net = |s: &str| s.parse::<ipnet::IpNet>().unwrap();
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert_eq!(
+            fine_bucket(&net("10.1.2.0/24")),
+            Some(fine_bucket_of(ip("10.1.2.200")))
+        );
+        assert_eq!(
+            fine_bucket(&net("10.1.2.7/32")),
+            Some(fine_bucket_of(ip("10.1.2.7")))
+        );
+        assert_ne!(
+            fine_bucket(&net("10.1.2.0/24")),
+            Some(fine_bucket_of(ip("10.1.3.1")))
+        );
+        assert_eq!(fine_bucket(&net("10.1.0.0/23")), None);
+        assert_eq!(
+            fine_bucket(&net("2001:db8:0:1::/64")),
+            Some(fine_bucket_of(ip("2001:db8:0:1::9")))
+        );
+        assert_eq!(fine_bucket(&net("2001:db8::/48")), None);
     }
 
     #[test]

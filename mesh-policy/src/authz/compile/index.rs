@@ -3,13 +3,14 @@
 //! Most rules name their callers exactly (`principals: [cluster.local/ns/a/sa/b]`), a
 //! namespace, source IP blocks, or a port. Such a rule can only match a request carrying one of
 //! those values, so it is filed under them; a request then visits the rules filed under its
-//! principal, its namespace, its address's bucket and its port, plus the rules that could not
-//! be filed. Each rule is filed under one dimension only, so the five lists never share a
+//! principal, its namespace, its address's buckets (a `/24` one for rules whose blocks are all
+//! that narrow, a `/16` one for the others) and its port, plus the rules that could not be
+//! filed. Each rule is filed under one dimension only, so the six lists never share a
 //! rule, and each list is in rule order, so merging them visits rules in policy order and the
 //! first match is the one a linear scan would have found.
 
 use super::{
-    cidr::{Bucket, bucket_of, buckets},
+    cidr::{Bucket, bucket_of, buckets, fine_bucket, fine_bucket_of},
     hash::FastMap,
     rule::CompiledRule,
 };
@@ -35,6 +36,8 @@ pub(crate) struct RuleGroup {
     by_principal: FastMap<Box<str>, Vec<u32>>,
     by_namespace: FastMap<Box<str>, Vec<u32>>,
     by_source_ip: FastMap<Bucket, Vec<u32>>,
+    /// Rules whose source blocks are all `/24` (`/64`) or narrower, by fine bucket.
+    by_source_net: FastMap<Bucket, Vec<u32>>,
     by_port: FastMap<u16, Vec<u32>>,
     unindexed: Vec<u32>,
     /// Policies in the group, including rule-less ones (`spec: {}`).
@@ -59,6 +62,8 @@ impl RuleGroup {
                 file(&mut self.by_principal, keys, id);
             } else if let Some(keys) = exact_keys(&rule.from, |s| &s.namespaces) {
                 file(&mut self.by_namespace, keys, id);
+            } else if let Some(keys) = fine_ip_keys(&rule.from) {
+                file(&mut self.by_source_net, keys, id);
             } else if let Some(keys) = ip_keys(&rule.from) {
                 file(&mut self.by_source_ip, keys, id);
             } else if let Some(ports) = port_keys(rule) {
@@ -80,6 +85,7 @@ impl RuleGroup {
             bucket(v.principal.and_then(|p| self.by_principal.get(p))),
             bucket(v.namespace.and_then(|n| self.by_namespace.get(n))),
             bucket(self.by_source_ip.get(&bucket_of(v.source_ip))),
+            bucket(self.by_source_net.get(&fine_bucket_of(v.source_ip))),
             bucket(self.by_port.get(&v.port)),
             &self.unindexed,
         ];
@@ -146,6 +152,18 @@ fn exact_keys<'r>(
     Some(keys)
 }
 
+/// The fine buckets of the sources' IP blocks, when every source lists blocks of at least
+/// `/24` (`/64`).
+fn fine_ip_keys(from: &[Source]) -> Option<Vec<Bucket>> {
+    if from.is_empty() || from.iter().any(|s| s.ip_blocks.is_empty()) {
+        return None;
+    }
+    from.iter()
+        .flat_map(|s| &s.ip_blocks)
+        .map(fine_bucket)
+        .collect()
+}
+
 /// The buckets of the sources' IP blocks, when every source lists blocks narrow enough.
 fn ip_keys(from: &[Source]) -> Option<Vec<Bucket>> {
     if from.is_empty() || from.iter().any(|s| s.ip_blocks.is_empty()) {
@@ -187,7 +205,7 @@ fn file<K: std::hash::Hash + Eq, Q: Into<K>>(
 
 /// Merges sorted lists of distinct rule ids without allocating.
 struct Merge<'a> {
-    lists: [&'a [u32]; 5],
+    lists: [&'a [u32]; 6],
 }
 
 impl Iterator for Merge<'_> {
@@ -209,14 +227,64 @@ impl Iterator for Merge<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::Merge;
+    use super::{Merge, RuleGroup};
+    use crate::authz::{Authorizer, AuthzRequest, Workload, parse_policies};
+
+    #[test]
+    fn narrow_blocks_are_found_through_the_fine_index() {
+        let yaml = |name: &str, blocks: &str| {
+            format!(
+                "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n\
+                 metadata: {{name: {name}, namespace: ns}}\nspec:\n  rules:\n  \
+                 - from: [{{source: {{ipBlocks: [{blocks}]}}}}]\n---\n"
+            )
+        };
+        let text = [
+            yaml("node-1", "10.0.1.0/24"),
+            yaml("mixed", "10.0.2.0/24, 10.9.0.0/16"),
+            yaml("host", "10.0.3.7/32"),
+            yaml("v6", "2001:db8:0:1::/64"),
+        ]
+        .concat();
+        let policies = parse_policies(&text).unwrap();
+        let mut group = RuleGroup::default();
+        for (i, policy) in policies.iter().enumerate() {
+            group.add_policy(i, &policy.rules);
+        }
+        // Only rules whose blocks are all narrow go to the fine index.
+        assert_eq!(group.by_source_net.len(), 3);
+        assert_eq!(group.by_source_ip.len(), 2);
+
+        let authz = Authorizer::new(&policies, &Workload::new("ns"));
+        for (source, allowed_by) in [
+            ("10.0.1.5", Some("node-1")),
+            ("::ffff:10.0.1.5", Some("node-1")),
+            ("10.0.2.9", Some("mixed")),
+            ("10.9.7.7", Some("mixed")),
+            ("10.0.3.7", Some("host")),
+            ("2001:db8:0:1::9", Some("v6")),
+            ("10.0.3.8", None),
+            ("10.0.4.1", None),
+            ("2001:db8:0:2::9", None),
+        ] {
+            let request =
+                AuthzRequest::tcp(source.parse().unwrap(), "10.1.1.1:80".parse().unwrap());
+            let decision = authz.evaluate(&request);
+            assert_eq!(
+                decision.policy.map(|p| p.name.as_str()),
+                allowed_by,
+                "{source}"
+            );
+            assert_eq!(decision.allowed, allowed_by.is_some(), "{source}");
+        }
+    }
 
     #[test]
     fn merge_visits_ids_in_order() {
         let merged: Vec<u32> = Merge {
-            lists: [&[1, 5], &[], &[2, 3, 9], &[0, 4], &[6]],
+            lists: [&[1, 5], &[], &[2, 3, 9], &[0, 4], &[6], &[7, 8]],
         }
         .collect();
-        assert_eq!(merged, [0, 1, 2, 3, 4, 5, 6, 9]);
+        assert_eq!(merged, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     }
 }

@@ -131,6 +131,8 @@ async fn decide(request: Request<Incoming>, log: &Mutex<Vec<Seen>>) -> Response<
             r.headers_mut().insert("x-user-id", "42".parse().unwrap());
             r.headers_mut()
                 .insert("x-internal", "secret".parse().unwrap());
+            r.headers_mut()
+                .insert("x-authz-note", "checked".parse().unwrap());
             r
         }
         "slow" => {
@@ -199,6 +201,7 @@ extension_providers:
       include_additional_headers_in_check: {{ x-checked-by: inventory }}
       headers_to_upstream_on_allow: [x-user-id]
       headers_to_downstream_on_deny: [x-reason]
+      headers_to_downstream_on_allow: ["x-authz-*"]
       {extra}
 "#,
         ip = authorizer.ip(),
@@ -282,8 +285,10 @@ async fn authorizer_allows_with_injected_headers_and_denies_with_its_answer() {
         let orders = orders(dir.path(), &server).await;
 
         // Allowed: the authorizer's x-user-id replaces the forged one; x-internal is not listed.
-        let (status, _, body) = get(&orders, "/stock/1?q=2", "alice").await;
+        let (status, headers, body) = get(&orders, "/stock/1?q=2", "alice").await;
         assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(headers["x-authz-note"], "checked");
+        assert!(!headers.contains_key("x-internal"), "{headers:?}");
         assert_eq!(body, format!("{ORDERS} /stock/1 user-id=42 internal=-"));
         let seen = authz.seen();
         assert_eq!(seen.len(), 1, "{seen:?}");
@@ -430,8 +435,7 @@ async fn a_policy_naming_an_unknown_provider_fails_the_load() {
             9,
         )
         .await
-        .err()
-        .expect("the load must fail");
+        .expect_err("the load must fail");
         let text = error.to_string();
         assert!(text.contains("policy.yaml"), "{text}");
         assert!(text.contains("\"opa\""), "{text}");

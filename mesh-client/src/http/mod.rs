@@ -13,6 +13,7 @@ mod serve;
 pub use connector::{
     MeshConnector, MeshStream, ResolveDestination, StaticDestinations, UpstreamInfo,
 };
+pub(crate) use serve::AddResponseHeaders;
 pub use serve::{HttpService, InboundPeer, PeerIdentity};
 
 /// The error type tower and hyper pass around.

@@ -90,6 +90,12 @@ pub(crate) type RequestGuard = Arc<
         + 'static,
 >;
 
+/// Headers a [`RequestGuard`] wants added to the application's response (an external
+/// authorizer's `headers_to_downstream_on_allow`); put in the request's extensions, taken out
+/// before the application sees the request.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct AddResponseHeaders(pub(crate) Vec<(http::HeaderName, http::HeaderValue)>);
+
 /// What a [`RequestGuard`] decided.
 pub(crate) type Guarded = Result<Request<Incoming>, Box<Response<Bytes>>>;
 /// A type-erased HTTP service for [`Delivery::Http`](crate::hbone::Delivery::Http).
@@ -148,7 +154,14 @@ impl HttpService {
                 let decided = guard(request);
                 Box::pin(async move {
                     match decided.await {
-                        Ok(request) => inner(request).await,
+                        Ok(mut request) => {
+                            let add = request.extensions_mut().remove::<AddResponseHeaders>();
+                            let mut response = inner(request).await?;
+                            for (name, value) in add.map(|a| a.0).unwrap_or_default() {
+                                response.headers_mut().append(name, value);
+                            }
+                            Ok(response)
+                        }
                         Err(response) => Ok((*response).map(|body| {
                             http_body_util::Full::new(body)
                                 .map_err(|never| match never {})

@@ -8,7 +8,8 @@
 //! `include_additional_headers_in_check`, and an empty body. Then, as Envoy:
 //!
 //! - **200** allows; the answer's headers named by `headers_to_upstream_on_allow` replace
-//!   the request's (none by default) and its body is ignored;
+//!   the request's (none by default), those named by `headers_to_downstream_on_allow` are
+//!   added to the application's response, and its body is ignored;
 //! - **5xx**, a connection failure or the `timeout` is an error: allowed when `fail_open`,
 //!   else answered with `status_on_error` (default 403) and an empty body;
 //! - **any other status** denies: the caller gets that status, the authorizer's body (up to
@@ -52,8 +53,13 @@ fn hop_by_hop(name: &HeaderName) -> bool {
 /// What one provider said about a request.
 #[derive(Debug)]
 pub(crate) enum CheckOutcome {
-    /// Let it through, setting these headers on the request first.
-    Allow(Vec<(HeaderName, HeaderValue)>),
+    /// Let it through.
+    Allow {
+        /// Set on the request first (replacing).
+        upstream: Vec<(HeaderName, HeaderValue)>,
+        /// Added to the application's response.
+        downstream: Vec<(HeaderName, HeaderValue)>,
+    },
     /// Answer this instead (the provider's denial, or `status_on_error`).
     Deny {
         /// The answer.
@@ -131,19 +137,10 @@ impl ExtAuthz {
                 ),
             ),
             Ok(Err(why)) => failed(settings, why),
-            Ok(Ok((head, _))) if head.status == StatusCode::OK => CheckOutcome::Allow(
-                head.headers
-                    .iter()
-                    .filter(|(n, _)| {
-                        !hop_by_hop(n)
-                            && HeaderPattern::any(
-                                &settings.headers_to_upstream_on_allow,
-                                n.as_str(),
-                            )
-                    })
-                    .map(|(n, v)| (n.clone(), v.clone()))
-                    .collect(),
-            ),
+            Ok(Ok((head, _))) if head.status == StatusCode::OK => CheckOutcome::Allow {
+                upstream: pick(&head.headers, &settings.headers_to_upstream_on_allow),
+                downstream: pick(&head.headers, &settings.headers_to_downstream_on_allow),
+            },
             Ok(Ok((head, body))) => {
                 let mut response = Response::new(body);
                 *response.status_mut() = head.status;
@@ -161,7 +158,10 @@ impl ExtAuthz {
 fn failed(settings: &ExtAuthzHttpSettings, why: String) -> CheckOutcome {
     if settings.fail_open {
         tracing::warn!(reason = %why, "external authorizer failed; allowing (fail_open)");
-        CheckOutcome::Allow(Vec::new())
+        CheckOutcome::Allow {
+            upstream: Vec::new(),
+            downstream: Vec::new(),
+        }
     } else {
         let status =
             StatusCode::from_u16(settings.status_on_error).unwrap_or(StatusCode::FORBIDDEN);
@@ -170,6 +170,14 @@ fn failed(settings: &ExtAuthzHttpSettings, why: String) -> CheckOutcome {
             why,
         }
     }
+}
+
+/// The headers of `from` that `patterns` name (framing headers never).
+fn pick(from: &HeaderMap, patterns: &[HeaderPattern]) -> Vec<(HeaderName, HeaderValue)> {
+    from.iter()
+        .filter(|(n, _)| !hop_by_hop(n) && HeaderPattern::any(patterns, n.as_str()))
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect()
 }
 
 fn error_response(status: StatusCode) -> Response<Bytes> {

@@ -386,9 +386,18 @@ impl Policies {
                 for delegation in delegations {
                     let policy = delegation.policy.to_string();
                     match self.ext_authz.check(delegation.provider, &parts).await {
-                        CheckOutcome::Allow(headers) => {
-                            for (name, value) in headers {
+                        CheckOutcome::Allow {
+                            upstream,
+                            downstream,
+                        } => {
+                            for (name, value) in upstream {
                                 parts.headers.insert(name, value);
+                            }
+                            if !downstream.is_empty() {
+                                let add = parts
+                                    .extensions
+                                    .get_or_insert_default::<crate::http::AddResponseHeaders>();
+                                add.0.extend(downstream);
                             }
                         }
                         CheckOutcome::Deny { mut response, why } => {

@@ -22,9 +22,9 @@
 //! ```
 //!
 //! Header lists take Istio's patterns: `abc` (exact), `abc*` (prefix), `*abc` (suffix),
-//! compared without regard to case as header names are. `include_request_body_in_check`,
-//! `headers_to_downstream_on_allow` and the gRPC/tracing/logging provider kinds are refused as
-//! not supported rather than ignored.
+//! compared without regard to case as header names are. `headers_to_downstream_on_allow` adds
+//! headers of an allowing answer to the response. `include_request_body_in_check` and the
+//! gRPC provider kind are refused as not supported rather than ignored.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -105,9 +105,9 @@ pub struct ExtAuthzHttpConfig {
     /// Headers of a denying answer passed to the caller (unset: all but `host`).
     #[serde(default)]
     pub headers_to_downstream_on_deny: Vec<String>,
-    /// Not supported (refused).
+    /// Headers of the authorizer's 200 answer added to the response the caller gets.
     #[serde(default)]
-    pub headers_to_downstream_on_allow: Option<Present>,
+    pub headers_to_downstream_on_allow: Vec<String>,
     /// Not supported (refused).
     #[serde(default)]
     pub include_request_body_in_check: Option<Present>,
@@ -174,6 +174,8 @@ pub struct ExtAuthzHttpSettings {
     pub headers_to_upstream_on_allow: Vec<HeaderPattern>,
     /// Headers of a denial passed to the caller; empty: all but `host`.
     pub headers_to_downstream_on_deny: Vec<HeaderPattern>,
+    /// Headers of a 200 answer added to the response (appended).
+    pub headers_to_downstream_on_allow: Vec<HeaderPattern>,
 }
 
 fn is_token(name: &str) -> bool {
@@ -261,12 +263,6 @@ fn resolve_http(
     path: &str,
     config: &ExtAuthzHttpConfig,
 ) -> Result<ExtAuthzHttpSettings, ConfigError> {
-    if config.headers_to_downstream_on_allow.is_some() {
-        return Err(unsupported(
-            format!("{path}.headers_to_downstream_on_allow"),
-            "the authorizer's headers are not added to allowed responses; remove the field",
-        ));
-    }
     if config.include_request_body_in_check.is_some() {
         return Err(unsupported(
             format!("{path}.include_request_body_in_check"),
@@ -348,6 +344,10 @@ fn resolve_http(
         headers_to_downstream_on_deny: patterns(
             &format!("{path}.headers_to_downstream_on_deny"),
             &config.headers_to_downstream_on_deny,
+        )?,
+        headers_to_downstream_on_allow: patterns(
+            &format!("{path}.headers_to_downstream_on_allow"),
+            &config.headers_to_downstream_on_allow,
         )?,
     })
 }
@@ -524,10 +524,6 @@ extension_providers:
             (
                 "{ name: a, envoy_ext_authz_http: { service: x, port: 1, include_request_body_in_check: { max_request_bytes: 10 } } }",
                 "extension_providers[0].envoy_ext_authz_http.include_request_body_in_check",
-            ),
-            (
-                "{ name: a, envoy_ext_authz_http: { service: x, port: 1, headers_to_downstream_on_allow: [a] } }",
-                "extension_providers[0].envoy_ext_authz_http.headers_to_downstream_on_allow",
             ),
             (
                 "{ name: a, envoy_ext_authz_grpc: { service: x, port: 1 } }",

@@ -219,6 +219,37 @@ mod export {
         assert_eq!(server.int("mesh.bytes_received"), Some(4));
         assert_eq!(client.int("mesh.bytes_sent"), Some(4));
 
+        // A collector that cannot be reached: the spans are counted as dropped.
+        let dead = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let lost = caller(
+            dir.path(),
+            "reports",
+            "spiffe://cluster.local/ns/shop/sa/reports",
+            &hbone,
+            &format!("telemetry: {{ otlp: {{ endpoint: \"http://{dead}\" }} }}"),
+        )
+        .await;
+        let _ = get(&lost, "/items", Some(parent)).await;
+        let deadline = tokio::time::Instant::now() + STEP;
+        loop {
+            let text = lost.telemetry().encode_classic();
+            let dropped = text
+                .lines()
+                .find_map(|l| l.strip_prefix("mesh_spans_dropped_total "))
+                .map_or(0.0, |v| v.parse::<f64>().unwrap());
+            if dropped >= 1.0 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no dropped span counted:\n{text}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+
         drop(orders);
         receiver_task.abort();
     }

@@ -91,8 +91,13 @@ fn start_otlp(mesh: &Mesh, otlp: &mesh_core::config::OtlpSettings) -> Result<(),
             resource.push((key, value.clone()));
         }
     }
-    let exporter = crate::observe::otlp::OtlpExporter::start(&otlp.endpoint, resource)
-        .map_err(|e| MeshError::Telemetry(e.to_string()))?;
+    let telemetry = &mesh.inner.observe.telemetry;
+    let exporter = crate::observe::otlp::OtlpExporter::start(
+        &otlp.endpoint,
+        resource,
+        telemetry.spans_dropped(),
+    )
+    .map_err(|e| MeshError::Telemetry(e.to_string()))?;
     mesh.inner.observe.telemetry.set_span_sink(exporter);
     Ok(())
 }

@@ -158,6 +158,8 @@ pub(crate) struct MeshFamilies {
     pub(crate) rate_limited: Family<RateLimitLabels, Counter>,
     pub(crate) access_log_dropped: Counter,
     pub(crate) label_overflow: Counter,
+    /// Spans not exported: queue full, or the collector refused or could not be reached.
+    pub(crate) spans_dropped: Counter,
 }
 
 impl MeshFamilies {
@@ -171,6 +173,7 @@ impl MeshFamilies {
             rate_limited: Family::default(),
             access_log_dropped: Counter::default(),
             label_overflow: Counter::default(),
+            spans_dropped: Counter::default(),
         };
         registry.register(
             "mesh_tls_handshakes",
@@ -206,6 +209,11 @@ impl MeshFamilies {
             "mesh_access_log_dropped",
             "Access log lines dropped because the writer fell behind",
             this.access_log_dropped.clone(),
+        );
+        registry.register(
+            "mesh_spans_dropped",
+            "Spans not exported to the OTLP collector (queue full, or the export failed)",
+            this.spans_dropped.clone(),
         );
         registry.register(
             "mesh_metrics_label_overflow",

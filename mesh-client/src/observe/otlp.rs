@@ -16,6 +16,7 @@ use opentelemetry_proto::tonic::{
     resource::v1::Resource,
     trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span, status},
 };
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 
 use super::spans::{AttrValue, SpanKind, SpanRecord, SpanSink};
@@ -32,6 +33,7 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A span exporter to one collector. Dropping every handle flushes what is queued and stops.
 pub(crate) struct OtlpExporter {
     tx: mpsc::Sender<SpanRecord>,
+    dropped: Counter,
 }
 
 /// The exporter could not be set up.
@@ -46,9 +48,11 @@ impl OtlpExporter {
     /// Starts exporting to `endpoint` (`http://host:port`) with `resource` attributes
     /// (`service.name`, ...). Connects lazily: a collector that is down delays nothing.
     /// Must be called inside a tokio runtime.
+    /// Spans that cannot be exported are counted in `dropped`.
     pub(crate) fn start(
         endpoint: &str,
         resource: Vec<(&'static str, String)>,
+        dropped: Counter,
     ) -> Result<Arc<Self>, OtlpError> {
         let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
             .map_err(|e| OtlpError {
@@ -71,15 +75,16 @@ impl OtlpExporter {
             rx,
             resource,
             endpoint.to_owned(),
+            dropped.clone(),
         ));
-        Ok(Arc::new(Self { tx }))
+        Ok(Arc::new(Self { tx, dropped }))
     }
 }
 
 impl SpanSink for OtlpExporter {
     fn export(&self, span: SpanRecord) {
         if self.tx.try_send(span).is_err() {
-            tracing::debug!("OTLP span queue full or closed; span dropped");
+            self.dropped.inc();
         }
     }
 }
@@ -89,6 +94,7 @@ async fn run(
     mut rx: mpsc::Receiver<SpanRecord>,
     resource: Resource,
     endpoint: String,
+    dropped: Counter,
 ) {
     let mut failing = false;
     loop {
@@ -131,6 +137,7 @@ async fn run(
             }
             Ok(_) => {}
             Err(status) => {
+                dropped.inc_by(batch.len() as u64);
                 if !failing {
                     tracing::warn!(%endpoint, error = %status, spans = batch.len(), "OTLP export failed; spans dropped");
                 }

@@ -109,6 +109,11 @@ impl Telemetry {
         })
     }
 
+    /// Counts spans that could not be exported (`mesh_spans_dropped_total`).
+    pub(crate) fn spans_dropped(&self) -> prometheus_client::metrics::counter::Counter {
+        self.inner.mesh.spans_dropped.clone()
+    }
+
     /// Hands a finished span to the exporter.
     pub(crate) fn finish_span(&self, span: SpanRecord) {
         if let Some(sink) = self.inner.spans.get() {

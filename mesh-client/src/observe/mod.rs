@@ -21,7 +21,8 @@
 //! `mesh_circuit_breaker_overflows_total` (by kind), `mesh_outlier_ejections_total` and
 //! `mesh_outlier_ejected_endpoints`, `mesh_authz_decisions_total` (by layer, action and
 //! policy), `mesh_rate_limit_rejections_total`, `mesh_certificate_expiry_timestamp_seconds`,
-//! `mesh_discovery_updates_total`/`_errors_total`/`_healthy`.
+//! `mesh_discovery_updates_total`/`_errors_total`/`_healthy` (one series per backend:
+//! `source="static"`, `file`, `etcd`, `dns`, `merged`), `mesh_spans_dropped_total` (OTLP).
 //!
 //! Cardinality is bounded: no per-endpoint or per-path labels, label values from peers are
 //! capped in length, and at most [`MAX_FLOWS`] label sets (peer x service x protocol) are kept;

@@ -173,6 +173,38 @@ fn references_are_checked_across_files() {
 }
 
 #[test]
+fn custom_policies_name_extension_providers_of_the_mesh_config() {
+    let files = Files::new();
+    files.write(
+        "providers.yaml",
+        "extension_providers:\n  - name: checker\n    envoy_ext_authz_http: { service: 127.0.0.1, port: 9000 }\n",
+    );
+    files.write(
+        "custom.yaml",
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: { name: ext, namespace: shop }\nspec:\n  action: CUSTOM\n  provider: { name: opa }\n  rules: [{}]\n",
+    );
+    // Alone, the policy cannot be judged: no mesh config says which providers exist.
+    assert_eq!(lines(&files.check(&["custom.yaml"], &[]), 0).len(), 1);
+    let out = files.check(&["providers.yaml", "custom.yaml"], &[]);
+    let both = lines(&out, 1);
+    assert_eq!(
+        both[1],
+        "custom.yaml:1:spec.provider.name: CUSTOM policy shop/ext names \"opa\", which is not an extension provider of the mesh config (configured: checker)"
+    );
+    // An unsupported provider field is named.
+    files.write(
+        "grpc.yaml",
+        "extension_providers:\n  - name: opa\n    envoy_ext_authz_grpc: { service: opa, port: 9191 }\n",
+    );
+    let grpc = lines(&files.check(&["grpc.yaml"], &[]), 1);
+    assert!(
+        grpc[0]
+            .starts_with("grpc.yaml:1:extension_providers[0].envoy_ext_authz_grpc: not supported"),
+        "{grpc:?}"
+    );
+}
+
+#[test]
 fn namespace_and_domain_suffix_complete_short_names() {
     let files = Files::new();
     files.write(

@@ -26,7 +26,7 @@ use mesh_core::{
 };
 use mesh_policy::{
     authn::jwt::parse_request_authentications,
-    authz::{PolicyError, PolicyErrorKind, parse_policies},
+    authz::{Action, PolicyError, PolicyErrorKind, parse_policies},
     peer_authn::parse_peer_authentications,
 };
 use serde::Deserialize;
@@ -71,6 +71,10 @@ struct Checker {
     rules: Vec<(DestinationRule, Origin)>,
     services: Vec<(VirtualService, Origin)>,
     options: LoadOptions,
+    /// The `extension_providers` of the mesh configs read (`None`: no mesh config given).
+    providers: Option<Vec<String>>,
+    /// CUSTOM AuthorizationPolicies: report index, policy and provider name.
+    custom: Vec<(usize, String, String)>,
 }
 
 /// `meshctl config check`.
@@ -180,10 +184,18 @@ impl Checker {
             (Some("DestinationRule" | "VirtualService"), _) => {
                 self.traffic(index, yaml, &mut report);
             }
-            (Some("AuthorizationPolicy"), _) => policy(
-                &mut report,
-                parse_policies(yaml).map(|p| p.iter().map(summary::authorization_policy).collect()),
-            ),
+            (Some("AuthorizationPolicy"), _) => {
+                let parsed = parse_policies(yaml);
+                for p in parsed.iter().flatten() {
+                    if let Action::Custom { provider } = &p.action {
+                        self.custom.push((index, p.id.to_string(), provider.clone()));
+                    }
+                }
+                policy(
+                    &mut report,
+                    parsed.map(|p| p.iter().map(summary::authorization_policy).collect()),
+                );
+            }
             (Some("RequestAuthentication"), _) => policy(
                 &mut report,
                 parse_request_authentications(yaml)
@@ -213,6 +225,9 @@ impl Checker {
                 return;
             }
         };
+        self.providers
+            .get_or_insert_with(Vec::new)
+            .extend(config.extension_providers.iter().map(|p| p.name.clone()));
         // The checks the runtime applies when it starts: workload sections, services and
         // endpoints, health checks, then every traffic section (all of their problems).
         let workload = config
@@ -284,8 +299,27 @@ impl Checker {
         }
     }
 
-    /// Checks the traffic resources of every file against each other.
+    /// Checks the traffic resources of every file against each other, and CUSTOM policies
+    /// against the extension providers of the mesh configs (when one was given).
     fn cross_check(&mut self) {
+        if let Some(providers) = &self.providers {
+            for (index, id, provider) in &self.custom {
+                if providers.contains(provider) {
+                    continue;
+                }
+                let known = if providers.is_empty() {
+                    "none".to_owned()
+                } else {
+                    providers.join(", ")
+                };
+                if let Some((_, _, report)) = self.reports.get_mut(*index) {
+                    report.problems.push(format!(
+                        "spec.provider.name: CUSTOM policy {id} names {provider:?}, which is not \
+                         an extension provider of the mesh config (configured: {known})"
+                    ));
+                }
+            }
+        }
         let rules = self.rules.iter().map(|(r, _)| r.clone()).collect();
         let services = self.services.iter().map(|(v, _)| v.clone()).collect();
         let Err(errors) = TrafficConfig::new(rules, services) else {

@@ -3,9 +3,14 @@
 //! request over an already open mTLS HBONE tunnel to the same server: the cost of the client
 //! layer itself. Goal: <= 1.1x.
 //!
-//! `cargo bench --bench mesh_http -- --quick`
+//! `cargo bench --bench mesh_http -- --quick`; after the Criterion rows an interleaved run
+//! (`PAIRED_REQUESTS`, default 3000 rounds) prints the medians and ratios that hold up on a
+//! shared machine.
 
-use std::{convert::Infallible, time::Duration};
+use std::{
+    convert::Infallible,
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -65,48 +70,71 @@ fn bench(c: &mut Criterion) {
         sender
     });
 
+    let baseline = |sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>| {
+        let request = Request::get("/")
+            .header("host", HOST)
+            .body(Empty::<Bytes>::new())
+            .expect("request");
+        rt.block_on(async {
+            // The previous response was read to the end, so the connection is free.
+            sender.ready().await.expect("connection");
+            let response = sender.send_request(request).await.expect("response");
+            response.into_body().collect().await.expect("body")
+        })
+    };
+    let through = |mesh: &Mesh| {
+        let request = Request::get(format!("http://{HOST}:8080/"))
+            .body(Bytes::new())
+            .expect("request");
+        rt.block_on(async {
+            let response = mesh.http_client().request(request).await.expect("response");
+            response.into_body().collect().await.expect("body")
+        })
+    };
+
     let mut group = c.benchmark_group("http_request");
     group.measurement_time(Duration::from_secs(5));
     group.bench_function("baseline/hyper_over_tunnel", |b| {
-        b.iter(|| {
-            let request = Request::get("/")
-                .header("host", HOST)
-                .body(Empty::<Bytes>::new())
-                .expect("request");
-            rt.block_on(async {
-                // The previous response was read to the end, so the connection is free.
-                sender.ready().await.expect("connection");
-                let response = sender.send_request(request).await.expect("response");
-                response.into_body().collect().await.expect("body")
-            })
-        });
+        b.iter(|| baseline(&mut sender));
     });
-    let http = client.http_client();
-    group.bench_function("mesh_http_client", |b| {
-        b.iter(|| {
-            let request = Request::get(format!("http://{HOST}:8080/"))
-                .body(Bytes::new())
-                .expect("request");
-            rt.block_on(async {
-                let response = http.request(request).await.expect("response");
-                response.into_body().collect().await.expect("body")
-            })
-        });
-    });
+    group.bench_function("mesh_http_client", |b| b.iter(|| through(&client)));
     // The same client without recording Istio's metrics: what the client layer costs by itself.
-    let http = quiet.http_client();
     group.bench_function("mesh_http_client/no_telemetry", |b| {
-        b.iter(|| {
-            let request = Request::get(format!("http://{HOST}:8080/"))
-                .body(Bytes::new())
-                .expect("request");
-            rt.block_on(async {
-                let response = http.request(request).await.expect("response");
-                response.into_body().collect().await.expect("body")
-            })
-        });
+        b.iter(|| through(&quiet))
     });
     group.finish();
+
+    // Interleaved: the three alternate request by request (rotating who goes first), so load
+    // that comes and goes on a shared machine lands on all of them; medians of single requests.
+    let rounds: usize = std::env::var("PAIRED_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    let mut times: [Vec<Duration>; 3] = Default::default();
+    for round in 0..rounds {
+        for k in 0..3 {
+            let which = (round + k) % 3;
+            let started = Instant::now();
+            match which {
+                0 => drop(baseline(&mut sender)),
+                1 => drop(through(&client)),
+                _ => drop(through(&quiet)),
+            }
+            times[which].push(started.elapsed());
+        }
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
+    let [base, mesh, quiet_times] = &mut times;
+    let (base, mesh, no_telemetry) = (median(base), median(mesh), median(quiet_times));
+    println!(
+        "http_request/paired ({rounds} rounds): median baseline {base:?}, mesh {mesh:?} ({:.3}x), \
+         mesh without telemetry {no_telemetry:?} ({:.3}x); goal <= 1.1x",
+        mesh.as_secs_f64() / base.as_secs_f64(),
+        no_telemetry.as_secs_f64() / base.as_secs_f64(),
+    );
 }
 
 /// A client mesh knowing the server as `HOST`, with `extra` appended to its config.

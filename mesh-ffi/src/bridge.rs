@@ -15,7 +15,7 @@
 
 use std::{
     future::poll_fn,
-    io,
+    io::{self, Read},
     os::fd::OwnedFd,
     pin::Pin,
     sync::{
@@ -208,7 +208,25 @@ impl Pump {
 fn poll_recv(cx: &mut Context<'_>, socket: &UnixStream, buf: &mut [u8]) -> Poll<io::Result<usize>> {
     loop {
         ready!(socket.poll_read_ready(cx))?;
-        match socket.try_read(buf) {
+        // A short read drains the socket (a stream socket hands over all it holds, up to the
+        // buffer): report it as "would block" to tokio, which then clears the readiness, and
+        // keep the bytes. That saves the recv() answering EAGAIN that would otherwise be
+        // needed to learn it, one system call per message on the latency path. No wake-up is
+        // lost: tokio clears only the readiness observed before this recv(); data arriving
+        // since is a new edge that sets it again.
+        let mut short = None;
+        let read = socket.try_io(Interest::READABLE, || {
+            let n = (&*SockRef::from(socket)).read(buf)?;
+            if n > 0 && n < buf.len() {
+                short = Some(n);
+                return Err(io::Error::from(io::ErrorKind::WouldBlock));
+            }
+            Ok(n)
+        });
+        if let Some(n) = short {
+            return Poll::Ready(Ok(n));
+        }
+        match read {
             Err(e)
                 if matches!(
                     e.kind(),

@@ -250,9 +250,14 @@ async fn serve_connection<S>(
             trace_id = request.extensions().get::<TraceContext>().map(TraceContext::trace_id),
             http.response.status_code = tracing::field::Empty,
         );
+        // Calls the handler makes through the mesh (HTTP client, tunnels) continue this trace.
+        let trace = request.extensions().get::<TraceContext>().cloned();
         let response = call(request);
         async move {
-            let response = response.await?;
+            let response = match trace {
+                Some(trace) => trace.scope(response).await?,
+                None => response.await?,
+            };
             tracing::Span::current()
                 .record("http.response.status_code", response.status().as_u16());
             Ok::<_, Infallible>(match probe {

@@ -236,7 +236,7 @@ unsafe fn send(
                         .map_err(|e| request_error(&mesh, &host, port, e))?;
                     let (parts, body) = response.into_parts();
                     if stream {
-                        return Ok(mesh_response::streaming(&parts, body, rt_handle, what));
+                        return Ok(mesh_response::streaming(&parts, body, rt_handle, what).await);
                     }
                     let body = Limited::new(body, limit)
                         .collect()

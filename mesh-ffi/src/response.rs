@@ -4,12 +4,16 @@
 
 use std::{
     ffi::{CString, c_char},
+    future::poll_fn,
+    pin::Pin,
     sync::Arc,
+    task::Poll,
 };
 
 use bytes::{Buf, Bytes};
 use http::response::Parts;
 use http_body_util::BodyExt;
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 
 use crate::{
@@ -39,6 +43,42 @@ pub struct mesh_response {
 struct BodyReader {
     pending: Bytes,
     stream: Option<Incoming>,
+    /// A failure met while taking what had arrived with the head, reported by the next read.
+    failed: Option<String>,
+}
+
+impl BodyReader {
+    /// Takes what the stream already holds without waiting (a small body often arrives with
+    /// the head), and notices its end, so reading such a body never has to wait on the
+    /// runtime. Called on the runtime, before the response is handed to the host.
+    async fn prefetch(&mut self) {
+        while self.pending.is_empty() {
+            let Some(stream) = self.stream.as_mut() else {
+                return;
+            };
+            if stream.is_end_stream() {
+                self.stream = None;
+                return;
+            }
+            let frame = poll_fn(|cx| Poll::Ready(Pin::new(&mut *stream).poll_frame(cx))).await;
+            match frame {
+                Poll::Pending => return,
+                Poll::Ready(None) => self.stream = None,
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.pending = data;
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    self.stream = None;
+                    self.failed = Some(e.to_string());
+                }
+            }
+        }
+        if self.stream.as_ref().is_some_and(Incoming::is_end_stream) {
+            self.stream = None;
+        }
+    }
 }
 
 impl mesh_response {
@@ -65,6 +105,7 @@ impl mesh_response {
             reader: Arc::new(tokio::sync::Mutex::new(BodyReader {
                 pending: whole.clone().unwrap_or_default(),
                 stream,
+                failed: None,
             })),
             whole,
             rt,
@@ -77,14 +118,16 @@ impl mesh_response {
         Self::new(parts, Some(body), None, rt, what)
     }
 
-    /// A response whose body is read as it arrives.
-    pub(crate) fn streaming(
+    /// A response whose body is read as it arrives. Must run on the runtime.
+    pub(crate) async fn streaming(
         parts: &Parts,
         body: Incoming,
         rt: Arc<ProcessRuntime>,
         what: String,
     ) -> Self {
-        Self::new(parts, None, Some(body), rt, what)
+        let response = Self::new(parts, None, Some(body), rt, what);
+        response.reader.lock().await.prefetch().await;
+        response
     }
 
     /// Copies up to `buf.len()` body bytes into `buf`; 0 at the end of the body.
@@ -94,6 +137,14 @@ impl mesh_response {
         }
         // Fast path: bytes already here are copied without a trip through the runtime.
         if let Ok(mut reader) = self.reader.try_lock() {
+            if reader.pending.is_empty() {
+                if let Some(e) = reader.failed.take() {
+                    return Err(Error::new(
+                        mesh_status::MESH_ERR_HTTP,
+                        format!("reading the response body of {}: {e}", self.what),
+                    ));
+                }
+            }
             if !reader.pending.is_empty() || reader.stream.is_none() {
                 return Ok(copy_out(&mut reader.pending, buf));
             }
@@ -113,6 +164,10 @@ impl mesh_response {
                         // Trailers carry no body bytes; they are not exposed.
                         if let Ok(data) = frame.into_data() {
                             reader.pending = data;
+                        }
+                        // Knowing the end now spares the host a trip here just to learn it.
+                        if reader.stream.as_ref().is_some_and(Incoming::is_end_stream) {
+                            reader.stream = None;
                         }
                     }
                     Some(Err(e)) => {

@@ -236,7 +236,7 @@ impl mesh_upload {
                         )
                     })??;
                     let (parts, body) = response.into_parts();
-                    Ok(mesh_response::streaming(&parts, body, rt, what))
+                    Ok(mesh_response::streaming(&parts, body, rt, what).await)
                 },
             )
         })

@@ -162,3 +162,72 @@ async fn concurrent_requests_get_a_connection_each_and_keep_them() {
     assert!(answers.iter().all(|a| a == "ok"), "{answers:?}");
     assert_eq!(server.stats().tunnels, 8);
 }
+
+/// A client whose DestinationRule-style `traffic_policy` for the catalog is `policy`.
+async fn client_with(dir: &std::path::Path, hbone_port: u16, policy: &str) -> Mesh {
+    let yaml = format!(
+        r#"
+identity: {{ spiffe_id: spiffe://cluster.local/ns/shop/sa/frontend, dev_ca: {{ dir: {ca} }} }}
+services:
+  - host: {HOST}
+    ports: [{{ port: 8080, protocol: http }}]
+    identities: [{SERVER_ID}]
+    endpoints: [{{ address: "127.0.0.1:8080", hbone_port: {hbone_port} }}]
+    traffic_policy: {policy}
+"#,
+        ca = dir.join("ca").display(),
+    );
+    Mesh::from_yaml(&yaml).await.unwrap()
+}
+
+#[tokio::test]
+async fn max_requests_per_connection_retires_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server_mesh, server) = catalog(dir.path()).await;
+    let mesh = client_with(
+        dir.path(),
+        server.local_addr().port(),
+        "{ connection_pool: { http: { max_requests_per_connection: 2 } } }",
+    )
+    .await;
+    for _ in 0..3 {
+        // Two requests share a connection...
+        assert_eq!(read(send(&mesh, "/").await).await, "ok");
+        assert_eq!(server.stats().tunnels, 1);
+        assert_eq!(read(send(&mesh, "/").await).await, "ok");
+        // ...which is then closed: its tunnel goes away, and the next request opens another.
+        wait_for_tunnels(&server, 0).await;
+    }
+}
+
+#[tokio::test]
+async fn connect_timeout_bounds_opening_a_tunnel() {
+    let dir = tempfile::tempdir().unwrap();
+    // An endpoint that accepts TCP and never says a word: the TLS handshake cannot finish.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let _accepting = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    let mesh = client_with(
+        dir.path(),
+        port,
+        "{ connection_pool: { tcp: { connect_timeout: 200ms } }, http: [{ route: [{ destination: { host: catalog.shop.svc.cluster.local } }], retries: { attempts: 0 } }] }",
+    )
+    .await;
+    let request = Request::get(format!("http://{HOST}:8080/"))
+        .body(Bytes::new())
+        .unwrap();
+    let started = std::time::Instant::now();
+    // Well under the HBONE client's own 10 s limit.
+    let error = tokio::time::timeout(Duration::from_secs(5), mesh.http_client().request(request))
+        .await
+        .expect("the connect timeout did not apply")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("connectTimeout"), "{error}");
+    assert!(started.elapsed() >= Duration::from_millis(200), "{error}");
+}

@@ -10,8 +10,10 @@
 //! many connections as they keep busy.
 //!
 //! Bounds: at most [`MAX_IDLE_PER_ENDPOINT`] connections are kept per endpoint (more are
-//! closed when they come back), and a connection unused for the idle timeout is closed at the
-//! next checkout or sweep, which releases its tunnel.
+//! closed when they come back); a connection unused for its destination's
+//! `connectionPool.http.idleTimeout` (default one hour, as Istio) is closed at the next checkout
+//! or sweep, which releases its tunnel; one that carried `maxRequestsPerConnection` requests is
+//! not kept.
 
 use std::{
     collections::HashMap,
@@ -24,30 +26,50 @@ use std::{
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::client::conn::http1::SendRequest;
+use mesh_core::traffic::HttpSettings;
 
 use crate::http::UpstreamInfo;
 
 /// At most this many kept-alive connections per endpoint.
 pub(super) const MAX_IDLE_PER_ENDPOINT: usize = 64;
 
-/// How long an unused connection is kept (hyper's pooled client keeps them 90 s).
-pub(super) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long an unused connection is kept when the DestinationRule does not say
+/// (`connectionPool.http.idleTimeout`; Istio's default is one hour).
+pub(super) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// How often the whole pool is swept for expired connections (on the next checkout).
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 /// One kept-alive connection and who answers on it.
 pub(super) struct Http1Connection {
     pub(super) sender: SendRequest<Full<Bytes>>,
     pub(super) upstream: UpstreamInfo,
     last_used: Instant,
+    /// `connectionPool.http.idleTimeout` of the destination it was opened for.
+    idle_timeout: Duration,
+    /// Requests it may still carry (`maxRequestsPerConnection`), when limited.
+    requests_left: Option<u32>,
 }
 
 impl Http1Connection {
-    /// A fresh connection.
-    pub(super) fn new(sender: SendRequest<Full<Bytes>>, upstream: UpstreamInfo) -> Self {
+    /// A fresh connection, kept and retired as the destination's `connectionPool.http` says.
+    pub(super) fn new(
+        sender: SendRequest<Full<Bytes>>,
+        upstream: UpstreamInfo,
+        settings: &HttpSettings,
+    ) -> Self {
         Self {
             sender,
             upstream,
             last_used: Instant::now(),
+            idle_timeout: settings.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
+            requests_left: settings.max_requests_per_connection.filter(|&n| n > 0),
         }
+    }
+
+    fn expired(&self, now: Instant) -> bool {
+        self.sender.is_closed()
+            || now.saturating_duration_since(self.last_used) >= self.idle_timeout
     }
 }
 
@@ -65,16 +87,14 @@ pub(super) enum Checkout {
 /// Kept-alive connections by endpoint.
 pub(super) struct Http1Pool {
     idle: Mutex<HashMap<SocketAddr, Vec<Http1Connection>>>,
-    idle_timeout: Duration,
     /// When the whole pool was last swept for expired connections.
     last_sweep: Mutex<Instant>,
 }
 
 impl Http1Pool {
-    pub(super) fn new(idle_timeout: Duration) -> Self {
+    pub(super) fn new() -> Self {
         Self {
             idle: Mutex::new(HashMap::new()),
-            idle_timeout,
             last_sweep: Mutex::new(Instant::now()),
         }
     }
@@ -95,8 +115,7 @@ impl Http1Pool {
         let mut i = list.len();
         while i > 0 {
             i -= 1;
-            let expired = now.saturating_duration_since(list[i].last_used) >= self.idle_timeout;
-            if expired || list[i].sender.is_closed() {
+            if list[i].expired(now) {
                 list.swap_remove(i);
                 // `swap_remove` moved the last entry here; the newest busy one is gone if it
                 // was that entry.
@@ -122,8 +141,20 @@ impl Http1Pool {
     }
 
     /// Keeps `connection` for the next request to `endpoint` (it becomes ready once the
-    /// response in flight on it has been read to the end).
+    /// response in flight on it has been read to the end), unless it has carried its
+    /// `maxRequestsPerConnection`: then it is dropped, and closes once that response is read.
     pub(super) fn put_back(&self, endpoint: SocketAddr, mut connection: Http1Connection) {
+        if let Some(left) = &mut connection.requests_left {
+            *left -= 1;
+            if *left == 0 {
+                return;
+            }
+        }
+        self.keep(endpoint, connection);
+    }
+
+    /// Keeps `connection`, which carried no request since it was checked out.
+    pub(super) fn keep(&self, endpoint: SocketAddr, mut connection: Http1Connection) {
         if connection.sender.is_closed() {
             return;
         }
@@ -135,7 +166,7 @@ impl Http1Pool {
         }
     }
 
-    /// Every idle timeout or so, drops expired and closed connections of every endpoint, so
+    /// Every [`SWEEP_EVERY`], drops expired and closed connections of every endpoint, so
     /// endpoints no longer called do not keep their tunnels open forever.
     fn sweep_if_due(&self, now: Instant) {
         {
@@ -143,17 +174,14 @@ impl Http1Pool {
                 .last_sweep
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            if now.saturating_duration_since(*last) < self.idle_timeout {
+            if now.saturating_duration_since(*last) < SWEEP_EVERY {
                 return;
             }
             *last = now;
         }
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         idle.retain(|_, list| {
-            list.retain(|c| {
-                !c.sender.is_closed()
-                    && now.saturating_duration_since(c.last_used) < self.idle_timeout
-            });
+            list.retain(|c| !c.expired(now));
             !list.is_empty()
         });
     }

@@ -22,12 +22,12 @@ use mesh_core::{
     model::Protocol,
     resilience::Outcome,
     rng::SplitMix64,
-    traffic::{HashKeySource, RequestView, RouteError},
+    traffic::{ConnectionPoolSettings, HashKeySource, RequestView, RouteError},
 };
 
 use super::{
     HttpPolicy, RequestError,
-    http1_pool::{self, Checkout, Http1Connection, Http1Pool},
+    http1_pool::{Checkout, Http1Connection, Http1Pool},
 };
 use crate::{
     discovery::Discovery,
@@ -62,7 +62,7 @@ impl Routed {
             hbone,
             routes,
             discovery,
-            http1: Http1Pool::new(http1_pool::DEFAULT_IDLE_TIMEOUT),
+            http1: Http1Pool::new(),
             http2: Mutex::new(HashMap::new()),
         }
     }
@@ -75,6 +75,9 @@ pub(super) struct Target {
     pub(super) subset: Option<String>,
     pub(super) ctx: PickContext,
     pub(super) http2: bool,
+    /// The DestinationRule's `connectionPool` for this destination: connect timeout, HTTP
+    /// idle timeout and requests per connection.
+    pub(super) pool: ConnectionPoolSettings,
 }
 
 impl Target {
@@ -187,6 +190,7 @@ impl Routed {
                 subset: destination.subset,
                 ctx,
                 http2,
+                pool: call.policy.connection_pool(),
             },
             HttpPolicy::from_traffic(&call.policy),
         ))
@@ -331,7 +335,7 @@ impl Routed {
                 Err(_) => Ok(((&mut dial).await?, false)),
             },
             dialed = &mut dial => {
-                self.http1.put_back(endpoint, busy);
+                self.http1.keep(endpoint, busy);
                 Ok((dialed?, false))
             }
         }
@@ -345,9 +349,7 @@ impl Routed {
         request: &Request<Full<Bytes>>,
     ) -> Result<Http1Connection, Http1Error> {
         let endpoint = dest.authority();
-        let stream = self
-            .hbone
-            .connect_with(dest, &tunnel_options(target, request))
+        let stream = connect(&self.hbone, dest, target, request)
             .await
             .map_err(Http1Error::Tunnel)?;
         let upstream = UpstreamInfo {
@@ -366,7 +368,7 @@ impl Routed {
                 tracing::debug!(%endpoint, error = %e, "HTTP/1.1 connection ended");
             }
         });
-        Ok(Http1Connection::new(sender, upstream))
+        Ok(Http1Connection::new(sender, upstream, &target.pool.http))
     }
 
     /// The endpoint's multiplexed HTTP/2 connection, opened (one tunnel) when there is none
@@ -388,10 +390,7 @@ impl Routed {
         {
             return Ok(sender);
         }
-        let stream = self
-            .hbone
-            .connect_with(dest, &tunnel_options(target, request))
-            .await?;
+        let stream = connect(&self.hbone, dest, target, request).await?;
         let upstream = UpstreamInfo {
             host: target.host.clone(),
             endpoint,
@@ -433,6 +432,26 @@ impl Routed {
 enum Http1Error {
     Tunnel(TunnelError),
     Hyper(hyper::Error),
+}
+
+/// Opens a tunnel within the destination's `connectionPool.tcp.connectTimeout`.
+async fn connect(
+    hbone: &HboneClient,
+    dest: &Destination,
+    target: &Target,
+    request: &Request<Full<Bytes>>,
+) -> Result<crate::hbone::H2Stream, TunnelError> {
+    let limit = target.pool.connect_timeout();
+    tokio::time::timeout(
+        limit,
+        hbone.connect_with(dest, &tunnel_options(target, request)),
+    )
+    .await
+    .unwrap_or(Err(TunnelError::Timeout {
+        addr: dest.hbone_addr,
+        phase: "connectionPool.tcp.connectTimeout: opening the tunnel",
+        after: limit,
+    }))
 }
 
 /// The CONNECT of a tunnel opened for `request`: it names the service (`forwarded: ...;host=`)

@@ -27,7 +27,7 @@ use mesh_core::{
 
 use super::{
     HttpPolicy, RequestError,
-    http1_pool::{Checkout, Http1Connection, Http1Pool},
+    http1_pool::{self, Checkout, Http1Connection, Http1Pool},
 };
 use crate::{
     discovery::Discovery,
@@ -46,11 +46,21 @@ pub(super) struct Routed {
     /// HTTP/1.1: connections kept alive per endpoint, one request at a time on each.
     http1: Http1Pool,
     /// HTTP/2: one multiplexed connection per endpoint, and who answers on it.
-    http2: Mutex<HashMap<SocketAddr, Http2Connection>>,
+    http2: Mutex<HashMap<SocketAddr, Shared2>>,
 }
 
 /// An endpoint's HTTP/2 connection and who answers on it.
 type Http2Connection = (http2::SendRequest<Full<Bytes>>, UpstreamInfo);
+
+/// An endpoint's shared HTTP/2 connection with what retires it: `connectionPool.http`'s
+/// `maxRequestsPerConnection` (requests it may still start) and `idleTimeout` (since the last
+/// request started).
+struct Shared2 {
+    connection: Http2Connection,
+    requests_left: Option<u32>,
+    last_used: std::time::Instant,
+    idle_timeout: std::time::Duration,
+}
 
 impl Routed {
     pub(super) fn new(
@@ -380,15 +390,26 @@ impl Routed {
         request: &Request<Full<Bytes>>,
     ) -> Result<Http2Connection, TunnelError> {
         let endpoint = dest.authority();
-        if let Some(sender) = self
-            .http2
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&endpoint)
-            .filter(|(s, _)| !s.is_closed())
-            .cloned()
         {
-            return Ok(sender);
+            let mut shared = self.http2.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(entry) = shared.get_mut(&endpoint) {
+                let now = std::time::Instant::now();
+                let idle = now.saturating_duration_since(entry.last_used) >= entry.idle_timeout;
+                if entry.connection.0.is_closed() || idle {
+                    // Dropping the last sender lets the connection close once its streams end.
+                    shared.remove(&endpoint);
+                } else {
+                    entry.last_used = now;
+                    let connection = entry.connection.clone();
+                    if let Some(left) = &mut entry.requests_left {
+                        *left -= 1;
+                        if *left == 0 {
+                            shared.remove(&endpoint);
+                        }
+                    }
+                    return Ok(connection);
+                }
+            }
         }
         let stream = connect(&self.hbone, dest, target, request).await?;
         let upstream = UpstreamInfo {
@@ -403,10 +424,28 @@ impl Routed {
                 TunnelError::InvalidRequest(format!("HTTP/2 handshake with {endpoint}: {e}"))
             })?;
         tokio::spawn(conn);
-        self.http2
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(endpoint, (sender.clone(), upstream.clone()));
+        let settings = &target.pool.http;
+        // This request is the connection's first.
+        let requests_left = settings
+            .max_requests_per_connection
+            .filter(|&n| n > 0)
+            .map(|n| n - 1);
+        if requests_left != Some(0) {
+            self.http2
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(
+                    endpoint,
+                    Shared2 {
+                        connection: (sender.clone(), upstream.clone()),
+                        requests_left,
+                        last_used: std::time::Instant::now(),
+                        idle_timeout: settings
+                            .idle_timeout
+                            .unwrap_or(http1_pool::DEFAULT_IDLE_TIMEOUT),
+                    },
+                );
+        }
         Ok((sender, upstream))
     }
 

@@ -1,6 +1,8 @@
-//! HTTP/1.1 keep-alive of `Mesh::http_client()`: one request at a time per connection, a
-//! connection whose response is still being read is not handed out again, and a connection
-//! the server closes is not reused. Real workloads on loopback over mTLS HBONE.
+//! Upstream HTTP connections of `Mesh::http_client()`: HTTP/1.1 keep-alive (one request at a
+//! time per connection, a connection whose response is still being read is not handed out
+//! again, one the server closes is not reused) and the DestinationRule's `connectionPool`
+//! (`maxRequestsPerConnection` for HTTP/1.1 and HTTP/2, `tcp.connectTimeout`). Real workloads
+//! on loopback over mTLS HBONE.
 
 mod support;
 
@@ -165,12 +167,22 @@ async fn concurrent_requests_get_a_connection_each_and_keep_them() {
 
 /// A client whose DestinationRule-style `traffic_policy` for the catalog is `policy`.
 async fn client_with(dir: &std::path::Path, hbone_port: u16, policy: &str) -> Mesh {
+    client_speaking(dir, hbone_port, "http", policy).await
+}
+
+/// As [`client_with`], the port speaking `protocol`.
+async fn client_speaking(
+    dir: &std::path::Path,
+    hbone_port: u16,
+    protocol: &str,
+    policy: &str,
+) -> Mesh {
     let yaml = format!(
         r#"
 identity: {{ spiffe_id: spiffe://cluster.local/ns/shop/sa/frontend, dev_ca: {{ dir: {ca} }} }}
 services:
   - host: {HOST}
-    ports: [{{ port: 8080, protocol: http }}]
+    ports: [{{ port: 8080, protocol: {protocol} }}]
     identities: [{SERVER_ID}]
     endpoints: [{{ address: "127.0.0.1:8080", hbone_port: {hbone_port} }}]
     traffic_policy: {policy}
@@ -196,6 +208,25 @@ async fn max_requests_per_connection_retires_connections() {
         assert_eq!(server.stats().tunnels, 1);
         assert_eq!(read(send(&mesh, "/").await).await, "ok");
         // ...which is then closed: its tunnel goes away, and the next request opens another.
+        wait_for_tunnels(&server, 0).await;
+    }
+}
+
+#[tokio::test]
+async fn max_requests_per_connection_retires_http2_connections_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server_mesh, server) = catalog(dir.path()).await;
+    let mesh = client_speaking(
+        dir.path(),
+        server.local_addr().port(),
+        "http2",
+        "{ connection_pool: { http: { max_requests_per_connection: 2 } } }",
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(read(send(&mesh, "/").await).await, "ok");
+        assert_eq!(server.stats().tunnels, 1);
+        assert_eq!(read(send(&mesh, "/").await).await, "ok");
         wait_for_tunnels(&server, 0).await;
     }
 }

@@ -231,18 +231,45 @@ async fn max_requests_per_connection_retires_http2_connections_too() {
     }
 }
 
-#[tokio::test]
-async fn connect_timeout_bounds_opening_a_tunnel() {
-    let dir = tempfile::tempdir().unwrap();
-    // An endpoint that accepts TCP and never says a word: the TLS handshake cannot finish.
+/// A TCP listener that accepts and never says a word: a TLS handshake with it cannot finish.
+async fn silent_endpoint() -> (u16, tokio::task::JoinHandle<()>) {
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = silent.local_addr().unwrap().port();
-    let _accepting = tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((stream, _)) = silent.accept().await {
             held.push(stream);
         }
     });
+    (port, task)
+}
+
+#[tokio::test]
+async fn connect_timeout_bounds_raw_tunnels() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, accepting) = silent_endpoint().await;
+    let mesh = client_with(
+        dir.path(),
+        port,
+        "{ connection_pool: { tcp: { connect_timeout: 200ms } } }",
+    )
+    .await;
+    let error = tokio::time::timeout(
+        Duration::from_secs(5),
+        mesh.connect(&format!("{HOST}:8080")),
+    )
+    .await
+    .expect("the connect timeout did not apply")
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("connectTimeout"), "{error}");
+    accepting.abort();
+}
+
+#[tokio::test]
+async fn connect_timeout_bounds_opening_a_tunnel() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, accepting) = silent_endpoint().await;
     let mesh = client_with(
         dir.path(),
         port,
@@ -261,4 +288,5 @@ async fn connect_timeout_bounds_opening_a_tunnel() {
         .to_string();
     assert!(error.contains("connectTimeout"), "{error}");
     assert!(started.elapsed() >= Duration::from_millis(200), "{error}");
+    accepting.abort();
 }

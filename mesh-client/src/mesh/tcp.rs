@@ -90,6 +90,18 @@ impl Mesh {
         port: u16,
         trace: TraceContext,
     ) -> Result<H2Stream, MeshError> {
+        // The DestinationRule for this port, if any: breaker limits and connect timeout.
+        let port_policy = self
+            .inner
+            .routes
+            .traffic()
+            .policy(&host)
+            .and_then(|rule| rule.for_port(port, None).ok());
+        let connect_timeout = port_policy
+            .as_ref()
+            .map_or(mesh_core::traffic::DEFAULT_CONNECT_TIMEOUT, |p| {
+                p.connect_timeout()
+            });
         let permit = {
             let mut breakers = self
                 .inner
@@ -98,12 +110,8 @@ impl Mesh {
                 .unwrap_or_else(PoisonError::into_inner);
             let breaker = breakers.entry(host.clone()).or_insert_with(|| {
                 // The DestinationRule's connectionPool (`tcp.maxConnections`), if any.
-                let limits = self
-                    .inner
-                    .routes
-                    .traffic()
-                    .policy(&host)
-                    .and_then(|rule| rule.for_port(port, None).ok())
+                let limits = port_policy
+                    .as_ref()
                     .map_or_else(Limits::default, |p| p.breaker_limits());
                 CircuitBreaker::new(limits)
             });
@@ -137,7 +145,15 @@ impl Mesh {
                 trace: Some(trace.clone()),
                 ..TunnelOptions::default()
             };
-            match self.inner.hbone.connect_with(&dest, &options).await {
+            let connecting = self.inner.hbone.connect_with(&dest, &options);
+            let connected = tokio::time::timeout(connect_timeout, connecting)
+                .await
+                .unwrap_or(Err(TunnelError::Timeout {
+                    addr: dest.hbone_addr,
+                    phase: "connectionPool.tcp.connectTimeout: opening the tunnel",
+                    after: connect_timeout,
+                }));
+            match connected {
                 Ok(stream) => {
                     routes.report(&host, dest.authority(), Outcome::LocalOriginSuccess);
                     return Ok(stream.with_guard(Box::new(permit)));

@@ -34,6 +34,19 @@
 //! loader reports every problem of every document, each with its document number and field
 //! path.
 //!
+//! # Accepted, with no effect of their own
+//!
+//! A few settings common in DestinationRules written for sidecars are accepted and validated
+//! but change nothing here, because the in-process data path already decides what they tune:
+//! `tcp.tcpKeepalive` (HBONE connections send HTTP/2 PINGs every 10 s instead),
+//! `http.h2UpgradePolicy` and `useClientProtocol` (a service port's declared protocol picks
+//! HTTP/1.1 or HTTP/2), `http.maxConcurrentStreams` (the HBONE pool caps streams per
+//! connection at the peer's limit). Not yet applied, and listed so nobody relies on them:
+//! `tcp.maxConnectionDuration`, `tcp.idleTimeout` (raw tunnels stay open while used) and
+//! `retries.retryRemoteLocalities` (retries may go to any locality the balancer offers).
+//! mesh-client applies `tcp.connectTimeout`, `tcp.maxConnections`, the `http` limits,
+//! `maxRequestsPerConnection` and `http.idleTimeout`.
+//!
 //! # Defaults
 //!
 //! What Istio does when a field is absent, this model does too: `LEAST_REQUEST` balancing; no

@@ -137,7 +137,16 @@ fn build_scenarios(out: &Path) {
         ])
         .arg(include_dir())
         .args(STRICT)
-        .args(["scenarios.c", "app.c", "harness.c", "invalid.c", "streaming.c"].map(|f| c.join(f)))
+        .args(
+            [
+                "scenarios.c",
+                "app.c",
+                "harness.c",
+                "invalid.c",
+                "streaming.c",
+            ]
+            .map(|f| c.join(f)),
+        )
         .arg(format!("-L{}", lib.display()))
         .arg(format!("-Wl,-rpath,{}", lib.display()))
         .args(["-lmesh_ffi", "-lpthread"])

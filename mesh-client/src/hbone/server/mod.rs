@@ -23,9 +23,7 @@ use mesh_tls::MeshTls;
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-pub use plaintext::{
-    DETECTION_TIMEOUT, PlaintextConnection, PlaintextHandler, PlaintextServe,
-};
+pub use plaintext::{DETECTION_TIMEOUT, PlaintextConnection, PlaintextHandler, PlaintextServe};
 pub use policy::{AllowAll, InboundPolicy, InboundRequest, Verdict};
 
 use super::{H2Stream, WorkloadInfo, settings};

@@ -89,6 +89,7 @@ pub use connection::{ConnectionHandler, InboundConnection, InboundStream};
 pub use error::MeshError;
 pub use grpc::GrpcClient;
 pub use inbound::{InboundApp, InboundServer};
+pub use policy::PolicyStatus;
 
 use crate::{
     discovery::{
@@ -138,6 +139,7 @@ impl Mesh {
         let settings = config.workload_settings()?;
         let identity = identity::start(&settings.identity)?;
         let authz = Arc::new(policy::Policies::load(&settings)?);
+        authz.watch(settings.clone());
         let traffic = Arc::new(traffic::load(&config, &settings)?);
         let discovery = start_discovery(&config, &settings).await?;
         let routes = Arc::new(
@@ -204,6 +206,13 @@ impl Mesh {
     /// The merged discovery view (static services, file, etcd).
     pub fn discovery(&self) -> Arc<dyn Discovery> {
         self.inner.discovery.clone()
+    }
+
+    /// How live edits of the policy files went: how many applied, how many were refused and
+    /// why the latest was refused. The files are checked every second; a refused edit leaves
+    /// the policies in force before it in force.
+    pub fn policy_status(&self) -> PolicyStatus {
+        self.inner.authz.status()
     }
 
     /// The tunnel pool, for statistics and low-level tunnels to a known address.

@@ -1,6 +1,8 @@
 //! The security policy files of a workload, compiled and enforced on its inbound traffic:
 //! request authentication (JWT) and authorization, at L4 per tunnel and at L7 per request.
 
+use std::sync::{Arc, PoisonError};
+
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header::WWW_AUTHENTICATE};
 use hyper::body::Incoming;
@@ -28,12 +30,67 @@ use crate::{
     ratelimit::{GlobalRateLimiter, RedisLimiterSettings},
 };
 
-/// The compiled policies in force for this workload.
-pub(crate) struct Policies {
+/// What the policy files say, compiled for this workload. Replaced as a whole when the files
+/// change, so a request sees one consistent set.
+struct Documents {
     authorizer: Authorizer,
     authenticator: Authenticator,
-    /// Keeps remote JWKS fresh; dropped with the policies.
+    /// Keeps remote JWKS fresh; dropped with the documents.
     _jwks: Option<JwksRefresher>,
+    /// PeerAuthentication resolved for this workload: which ports accept plaintext.
+    peer_authn: PeerAuthenticator,
+}
+
+impl Documents {
+    /// Reads and compiles every policy file. Remote JWKS are fetched in the background; until a
+    /// key set arrives, tokens of its issuer are refused (never accepted).
+    fn compile(settings: &WorkloadSettings) -> Result<Self, MeshError> {
+        let all = read_files(settings)?;
+        let workload = policy_workload(settings);
+        let store = JwksStore::new();
+        let authenticator =
+            Authenticator::new(&all.request_authentication, &workload, store.clone());
+        let remote = authenticator.remote_jwks();
+        let jwks = (!remote.is_empty()).then(|| {
+            JwksRefresher::spawn(
+                JwksClient::new(&JwksTls::default()),
+                store,
+                remote,
+                JwksRefreshConfig::default(),
+            )
+        });
+        Ok(Self {
+            authorizer: Authorizer::new(&all.authorization, &workload),
+            peer_authn: PeerAuthenticator::new(&all.peer_authentication, &workload),
+            authenticator,
+            _jwks: jwks,
+        })
+    }
+}
+
+/// How reloading the policy files has gone, for operators and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PolicyStatus {
+    /// Edits of the policy files that were applied.
+    pub reloads: u64,
+    /// Edits that were refused (the policies in force before them stayed in force).
+    pub rejected: u64,
+    /// Why the latest refused edit was refused (file, field, reason), until an edit applies.
+    pub last_error: Option<String>,
+}
+
+/// How often the policy files are checked for edits.
+const POLICY_FILE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The compiled policies in force for this workload.
+pub(crate) struct Policies {
+    /// The policy files' content, swapped when they change.
+    docs: arc_swap::ArcSwap<Documents>,
+    /// Whether policy files are configured (then tunnels are always checked: an edit may add
+    /// a policy that applies to them).
+    has_files: bool,
+    status: std::sync::Mutex<PolicyStatus>,
     /// Per-process rate limits.
     local_limit: Option<LocalRateLimiter>,
     /// Rate limits shared through Redis.
@@ -42,8 +99,6 @@ pub(crate) struct Policies {
     telemetry: std::sync::OnceLock<crate::observe::Telemetry>,
     /// The external authorizers CUSTOM policies delegate to.
     ext_authz: ExtAuthz,
-    /// PeerAuthentication resolved for this workload: which ports accept plaintext.
-    peer_authn: PeerAuthenticator,
 }
 
 fn read_limits(path: &std::path::Path, field: &str) -> Result<RateLimitConfig, MeshError> {
@@ -110,6 +165,15 @@ fn check_providers(
     Ok(())
 }
 
+/// Every policy file's bytes (a file that cannot be read counts as its error text), to tell
+/// when an edit happened.
+fn read_contents(paths: &[std::path::PathBuf]) -> Vec<Result<Vec<u8>, String>> {
+    paths
+        .iter()
+        .map(|p| std::fs::read(p).map_err(|e| e.to_string()))
+        .collect()
+}
+
 /// Reads every policy file; the first invalid one fails the load, naming file and field.
 pub(crate) fn read_files(settings: &WorkloadSettings) -> Result<SecurityPolicies, MeshError> {
     let mut all = SecurityPolicies::default();
@@ -130,23 +194,10 @@ pub(crate) fn read_files(settings: &WorkloadSettings) -> Result<SecurityPolicies
 }
 
 impl Policies {
-    /// Compiles the policies that select this workload. Remote JWKS are fetched in the
-    /// background; until a key set arrives, tokens of its issuer are refused (never accepted).
+    /// Compiles the policies that select this workload (see [`Documents::compile`]) and the
+    /// rate limits. [`watch`](Self::watch) keeps the policies in step with their files.
     pub(crate) fn load(settings: &WorkloadSettings) -> Result<Self, MeshError> {
-        let all = read_files(settings)?;
-        let workload = policy_workload(settings);
-        let store = JwksStore::new();
-        let authenticator =
-            Authenticator::new(&all.request_authentication, &workload, store.clone());
-        let remote = authenticator.remote_jwks();
-        let jwks = (!remote.is_empty()).then(|| {
-            JwksRefresher::spawn(
-                JwksClient::new(&JwksTls::default()),
-                store,
-                remote,
-                JwksRefreshConfig::default(),
-            )
-        });
+        let docs = Documents::compile(settings)?;
         let limits = &settings.rate_limit;
         let local_limit = limits
             .local
@@ -170,15 +221,72 @@ impl Policies {
             })
             .transpose()?;
         Ok(Self {
-            authorizer: Authorizer::new(&all.authorization, &workload),
-            peer_authn: PeerAuthenticator::new(&all.peer_authentication, &workload),
-            authenticator,
-            _jwks: jwks,
+            docs: arc_swap::ArcSwap::from_pointee(docs),
+            has_files: !settings.policies.is_empty(),
+            status: std::sync::Mutex::new(PolicyStatus::default()),
             local_limit,
             global_limit,
             telemetry: std::sync::OnceLock::new(),
             ext_authz: ExtAuthz::new(&settings.extension_providers),
         })
+    }
+
+    /// Checks the policy files every second and applies an edit as a whole: a file that fails
+    /// to read or parse, or uses an unsupported field, is refused with file, field and reason
+    /// ([`PolicyStatus`], a warning in the log) and the policies in force stay in force. The
+    /// task ends when the policies are dropped.
+    pub(crate) fn watch(self: &Arc<Self>, settings: WorkloadSettings) {
+        if settings.policies.is_empty() {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut seen = read_contents(&settings.policies);
+            let mut ticks = tokio::time::interval(POLICY_FILE_INTERVAL);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(policies) = weak.upgrade() else {
+                    return;
+                };
+                let now = read_contents(&settings.policies);
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                policies.reload(&settings);
+            }
+        });
+    }
+
+    /// Compiles the policy files again and swaps them in, or records why not.
+    fn reload(&self, settings: &WorkloadSettings) {
+        let result = Documents::compile(settings);
+        let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        match result {
+            Ok(docs) => {
+                self.docs.store(Arc::new(docs));
+                status.reloads += 1;
+                status.last_error = None;
+                tracing::info!(
+                    files = settings.policies.len(),
+                    "policy files changed; the new policies are in force"
+                );
+            }
+            Err(e) => {
+                status.rejected += 1;
+                tracing::warn!(error = %e, "policy edit refused; the previous policies stay in force");
+                status.last_error = Some(e.to_string());
+            }
+        }
+    }
+
+    /// How reloading the policy files has gone.
+    pub(crate) fn status(&self) -> PolicyStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Records authorization decisions and rate-limit refusals in `telemetry` from now on.
@@ -188,7 +296,9 @@ impl Policies {
 
     /// The AuthorizationPolicies in force for this workload (`namespace/name`).
     pub(crate) fn authorization_policies(&self) -> Vec<String> {
-        self.authorizer
+        self.docs
+            .load()
+            .authorizer
             .policies()
             .map(ToString::to_string)
             .collect()
@@ -196,14 +306,19 @@ impl Policies {
 
     /// Whether a RequestAuthentication applies (JWTs are checked).
     pub(crate) fn authenticates(&self) -> bool {
-        !self.authenticator.is_empty()
+        !self.docs.load().authenticator.is_empty()
     }
 
     /// Counts a decision, when policies apply (without any, every request is allowed by
     /// default and counting it says nothing).
-    fn record_decision(&self, layer: crate::observe::Layer, decision: &Decision<'_>) {
+    fn record_decision(
+        &self,
+        docs: &Documents,
+        layer: crate::observe::Layer,
+        decision: &Decision<'_>,
+    ) {
         if let Some(t) = self.telemetry.get()
-            && self.authorizer.policies().next().is_some()
+            && docs.authorizer.policies().next().is_some()
         {
             let policy = decision.policy.map(ToString::to_string);
             t.authz(layer, decision.allowed, policy.as_deref());
@@ -232,17 +347,17 @@ impl Policies {
         response
     }
 
-    /// Whether tunnels need checking: an authorization policy applies, or a local rate
-    /// limit counts tunnels.
+    /// Whether tunnels need checking: policy files are configured (an edit may add a policy
+    /// that applies), or a local rate limit counts tunnels.
     pub(crate) fn checks_tunnels(&self) -> bool {
-        self.authorizer.policies().next().is_some() || self.local_limit.is_some()
+        self.has_files || self.local_limit.is_some()
     }
 
     /// The peer authentication mode of `port` and why. Where no PeerAuthentication sets a
     /// mode, the embedded mesh requires mTLS (STRICT), unlike Istio's PERMISSIVE default:
     /// accepting plaintext is something a policy has to ask for.
     pub(crate) fn peer_mode(&self, port: u16) -> (PeerAuthnMode, String) {
-        let decision = self.peer_authn.mode(port);
+        let decision = self.docs.load().peer_authn.mode(port);
         if decision.decided_by == DecidedBy::Default {
             return (
                 PeerAuthnMode::Strict,
@@ -272,8 +387,9 @@ impl Policies {
         if let Some(principal) = principal {
             attributes = attributes.with_principal(principal.clone());
         }
-        let decision = self.authorizer.evaluate(&attributes);
-        self.record_decision(crate::observe::Layer::Tcp, &decision);
+        let docs = self.docs.load();
+        let decision = docs.authorizer.evaluate(&attributes);
+        self.record_decision(&docs, crate::observe::Layer::Tcp, &decision);
         match decision.verdict() {
             // Only the local limiter can answer without waiting; a tunnel counts as one
             // request with no HTTP attributes.
@@ -315,9 +431,11 @@ impl Policies {
             )));
         };
         let (mut parts, body) = request.into_parts();
+        // One set of documents for the whole request, even if the files change meanwhile.
+        let docs = self.docs.load_full();
         let mut auth = None;
-        if !self.authenticator.is_empty() {
-            match self.authenticator.authenticate(&parts, UnixClock.now()) {
+        if !docs.authenticator.is_empty() {
+            match docs.authenticator.authenticate(&parts, UnixClock.now()) {
                 Ok(outcome) => {
                     outcome.apply(&mut parts);
                     auth = outcome.auth;
@@ -363,10 +481,10 @@ impl Policies {
         if let Some(auth) = auth {
             subject = subject.with_auth(auth);
         }
-        let decision = self.authorizer.evaluate(&subject);
+        let decision = docs.authorizer.evaluate(&subject);
         let verdict = decision.verdict();
         if !matches!(verdict, AuthzVerdict::AskProviders(_)) {
-            self.record_decision(crate::observe::Layer::Http, &decision);
+            self.record_decision(&docs, crate::observe::Layer::Http, &decision);
         }
         match verdict {
             AuthzVerdict::Allow => {

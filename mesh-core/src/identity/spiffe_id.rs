@@ -98,18 +98,14 @@ impl SpiffeId {
         self.istio_parts().map(|(_, sa)| sa)
     }
 
+    /// `(namespace, service account)` of `/ns/<ns>/sa/<sa>`. Authorization asks this for every
+    /// request, so it scans bytes once instead of splitting into segments.
     fn istio_parts(&self) -> Option<(&str, &str)> {
-        let mut segments = self.path().strip_prefix('/')?.split('/');
-        match (
-            segments.next(),
-            segments.next(),
-            segments.next(),
-            segments.next(),
-            segments.next(),
-        ) {
-            (Some("ns"), Some(ns), Some("sa"), Some(sa), None) => Some((ns, sa)),
-            _ => None,
-        }
+        let rest = self.path().strip_prefix("/ns/")?;
+        let slash = rest.bytes().position(|b| b == b'/')?;
+        let (ns, after) = rest.split_at(slash);
+        let sa = after.strip_prefix("/sa/")?;
+        (!sa.contains('/')).then_some((ns, sa))
     }
 }
 
@@ -242,6 +238,9 @@ mod tests {
             "spiffe://example.org/ns/a",
             "spiffe://example.org/ns/a/sa/b/extra",
             "spiffe://example.org/x/a/sa/b",
+            "spiffe://example.org/ns/a/sa",
+            "spiffe://example.org/ns/a/sb/b",
+            "spiffe://example.org/nsx/a/sa/b",
         ] {
             let id: SpiffeId = s.parse().unwrap();
             assert_eq!(id.namespace(), None, "{s}");

@@ -192,13 +192,15 @@ services:
     Mesh::from_yaml(&yaml).await.unwrap()
 }
 
-#[tokio::test]
-async fn max_requests_per_connection_retires_connections() {
+/// With `maxRequestsPerConnection: 2` on a port speaking `protocol`, every connection (and its
+/// tunnel) carries two requests and is then closed; the next request opens another.
+async fn connections_retire_after_two_requests(protocol: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (_server_mesh, server) = catalog(dir.path()).await;
-    let mesh = client_with(
+    let mesh = client_speaking(
         dir.path(),
         server.local_addr().port(),
+        protocol,
         "{ connection_pool: { http: { max_requests_per_connection: 2 } } }",
     )
     .await;
@@ -213,22 +215,13 @@ async fn max_requests_per_connection_retires_connections() {
 }
 
 #[tokio::test]
+async fn max_requests_per_connection_retires_connections() {
+    connections_retire_after_two_requests("http").await;
+}
+
+#[tokio::test]
 async fn max_requests_per_connection_retires_http2_connections_too() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_server_mesh, server) = catalog(dir.path()).await;
-    let mesh = client_speaking(
-        dir.path(),
-        server.local_addr().port(),
-        "http2",
-        "{ connection_pool: { http: { max_requests_per_connection: 2 } } }",
-    )
-    .await;
-    for _ in 0..3 {
-        assert_eq!(read(send(&mesh, "/").await).await, "ok");
-        assert_eq!(server.stats().tunnels, 1);
-        assert_eq!(read(send(&mesh, "/").await).await, "ok");
-        wait_for_tunnels(&server, 0).await;
-    }
+    connections_retire_after_two_requests("http2").await;
 }
 
 /// A TCP listener that accepts and never says a word: a TLS handshake with it cannot finish.

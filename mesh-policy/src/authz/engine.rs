@@ -134,6 +134,9 @@ impl Authorizer {
             (&self.dry_allow, ReportKind::DryRunAllow, TcpMode::Skip),
         ];
         for (group, kind, mode) in groups {
+            if group.is_empty() {
+                continue;
+            }
             for rule in group.first_match_per_policy(&v, mode) {
                 reported.push(Report {
                     kind,
@@ -204,6 +207,9 @@ impl Authorizer {
     /// The providers of the matching CUSTOM policies, first match per provider.
     fn delegations(&self, v: &View<'_>) -> Vec<Delegation<'_>> {
         let mut out: Vec<Delegation<'_>> = Vec::new();
+        if self.custom.is_empty() {
+            return out;
+        }
         for rule in self.custom.first_match_per_policy(v, TcpMode::Assume) {
             let applied = self.policies.get(rule.policy);
             let Some(provider) = applied.and_then(|a| a.provider.as_deref()) else {

@@ -152,9 +152,13 @@ impl HttpAttributes {
 
     /// The path without its query string.
     pub fn url_path(&self) -> &str {
-        self.path
-            .split_once('?')
-            .map_or(&self.path, |(path, _)| path)
+        // A byte scan: paths are short, and `split_once`'s searcher costs more than the scan.
+        let end = self
+            .path
+            .bytes()
+            .position(|b| b == b'?')
+            .unwrap_or(self.path.len());
+        self.path.get(..end).unwrap_or(&self.path)
     }
 }
 

@@ -1,9 +1,9 @@
 //! A request prepared once per evaluation, in the forms the matchers compare.
 
-use std::net::IpAddr;
+use std::{cell::OnceCell, net::IpAddr};
 
 use super::{
-    compile::cidr::canonical,
+    compile::{cidr::canonical, hash::text_key},
     request::{AuthzRequest, HttpAttributes, RequestAuth},
 };
 
@@ -12,8 +12,10 @@ use super::{
 pub(crate) struct View<'r> {
     /// `source.principal`: the peer ID without `spiffe://`.
     pub(crate) principal: Option<&'r str>,
-    /// `source.namespace`: from the principal's `/ns/<namespace>/sa/...` path.
-    pub(crate) namespace: Option<&'r str>,
+    /// The peer's ID, for the attributes derived from it on demand.
+    id: Option<&'r mesh_core::SpiffeId>,
+    /// `source.namespace`, from the principal's `/ns/<namespace>/sa/...` path when needed.
+    namespace: OnceCell<Option<&'r str>>,
     pub(crate) source_ip: IpAddr,
     /// The original client's address, or the peer's when there is none.
     pub(crate) remote_ip: IpAddr,
@@ -22,6 +24,9 @@ pub(crate) struct View<'r> {
     pub(crate) sni: Option<&'r str>,
     /// `None` on a raw TCP tunnel.
     pub(crate) http: Option<HttpView<'r>>,
+    /// Index keys of the principal and the namespace, computed when first needed.
+    principal_key: OnceCell<Option<u64>>,
+    namespace_key: OnceCell<Option<u64>>,
 }
 
 /// The HTTP-only attributes.
@@ -38,7 +43,8 @@ impl<'r> View<'r> {
         let source_ip = canonical(request.source_ip);
         View {
             principal: id.map(|id| id.as_str().strip_prefix("spiffe://").unwrap_or(id.as_str())),
-            namespace: id.and_then(|id| id.namespace()),
+            id,
+            namespace: OnceCell::new(),
             source_ip,
             remote_ip: request.remote_ip.map_or(source_ip, canonical),
             destination_ip: canonical(request.destination_ip),
@@ -49,6 +55,29 @@ impl<'r> View<'r> {
                 path: attributes.url_path(),
                 auth: request.auth.as_ref(),
             }),
+            principal_key: OnceCell::new(),
+            namespace_key: OnceCell::new(),
         }
+    }
+
+    /// `source.namespace`: most decisions never ask, so it is derived on first use.
+    pub(crate) fn namespace(&self) -> Option<&'r str> {
+        *self
+            .namespace
+            .get_or_init(|| self.id.and_then(|id| id.namespace()))
+    }
+
+    /// The principal's key in the rule indexes.
+    pub(crate) fn principal_key(&self) -> Option<u64> {
+        *self
+            .principal_key
+            .get_or_init(|| self.principal.map(text_key))
+    }
+
+    /// The namespace's key in the rule indexes.
+    pub(crate) fn namespace_key(&self) -> Option<u64> {
+        *self
+            .namespace_key
+            .get_or_init(|| self.namespace().map(text_key))
     }
 }

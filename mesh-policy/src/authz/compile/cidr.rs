@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
 
-use super::hash::FastSet;
+use super::hash::ValueSet;
 
 /// IP blocks as one hash set of network addresses per prefix length.
 ///
@@ -13,28 +13,29 @@ use super::hash::FastSet;
 /// not the number of blocks.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct CidrSet {
-    v4: Vec<(u8, FastSet<u32>)>,
-    v6: Vec<(u8, FastSet<u128>)>,
+    v4: Vec<(u8, ValueSet<u32>)>,
+    v6: Vec<(u8, ValueSet<u128>)>,
 }
 
 impl CidrSet {
     pub(crate) fn new(blocks: &[IpNet]) -> Self {
-        let mut set = Self::default();
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
         for block in blocks {
             match block {
                 IpNet::V4(net) => {
                     let len = net.prefix_len();
-                    let addr = u32::from(net.addr()) & mask4(len);
-                    insert(&mut set.v4, len, addr);
+                    v4.push((len, u32::from(net.addr()) & mask4(len)));
                 }
                 IpNet::V6(net) => {
                     let len = net.prefix_len();
-                    let addr = u128::from(net.addr()) & mask6(len);
-                    insert(&mut set.v6, len, addr);
+                    v6.push((len, u128::from(net.addr()) & mask6(len)));
                 }
             }
         }
-        set
+        Self {
+            v4: by_length(v4),
+            v6: by_length(v6),
+        }
     }
 
     /// Whether `ip` lies in any block. IPv4-mapped IPv6 addresses are expected to have been
@@ -57,17 +58,18 @@ impl CidrSet {
     }
 }
 
-/// Adds `addr` under prefix length `len`, keeping lengths sorted longest first.
-fn insert<T: std::hash::Hash + Eq>(table: &mut Vec<(u8, FastSet<T>)>, len: u8, addr: T) {
-    match table.iter_mut().find(|(l, _)| *l == len) {
-        Some((_, set)) => {
-            set.insert(addr);
-        }
-        None => {
-            table.push((len, FastSet::from_iter([addr])));
-            table.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
-        }
+/// The networks grouped by prefix length, longest first.
+fn by_length<T: std::hash::Hash + Eq + Copy>(mut nets: Vec<(u8, T)>) -> Vec<(u8, ValueSet<T>)> {
+    nets.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
+    let mut table = Vec::new();
+    let mut rest = nets.as_slice();
+    while let Some(&(len, _)) = rest.first() {
+        let same = rest.iter().take_while(|(l, _)| *l == len).count();
+        let (group, tail) = rest.split_at(same);
+        table.push((len, ValueSet::new(group.iter().map(|(_, addr)| *addr))));
+        rest = tail;
     }
+    table
 }
 
 fn mask4(len: u8) -> u32 {

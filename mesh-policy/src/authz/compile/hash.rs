@@ -15,6 +15,68 @@ pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
 /// A hash set of policy values.
 pub(crate) type FastSet<K> = HashSet<K, BuildHasherDefault<FastHasher>>;
 
+/// A 64-bit key for `text`: what the principal and namespace indexes are keyed by, so that a
+/// request's value is hashed once per decision rather than once per index probed.
+pub(crate) fn text_key(text: &str) -> u64 {
+    let mut hasher = FastHasher::default();
+    hasher.write(text.as_bytes());
+    hasher.finish()
+}
+
+/// Up to this many values a [`ValueSet`] compares them one by one: for the one to four values
+/// most policy fields list, a few length-checked comparisons beat hashing the request's value.
+const LINEAR_MAX: usize = 8;
+
+/// A set of policy values (principals, methods, network addresses) for membership tests.
+///
+/// Few values are kept in a list scanned in order; more go to a [`FastSet`], so a field with
+/// thousands of principals still costs one hash probe.
+#[derive(Clone, Debug)]
+pub(crate) enum ValueSet<T> {
+    /// At most [`LINEAR_MAX`] distinct values.
+    Few(Box<[T]>),
+    /// More.
+    Many(FastSet<T>),
+}
+
+impl<T> Default for ValueSet<T> {
+    fn default() -> Self {
+        Self::Few(Box::default())
+    }
+}
+
+impl<T: std::hash::Hash + Eq> ValueSet<T> {
+    /// The set of `values` (duplicates kept once).
+    pub(crate) fn new(values: impl IntoIterator<Item = T>) -> Self {
+        let mut few: Vec<T> = Vec::new();
+        let mut values = values.into_iter();
+        for value in values.by_ref() {
+            if few.contains(&value) {
+                continue;
+            }
+            few.push(value);
+            if few.len() > LINEAR_MAX {
+                let mut many: FastSet<T> = few.into_iter().collect();
+                many.extend(values);
+                return Self::Many(many);
+            }
+        }
+        Self::Few(few.into_boxed_slice())
+    }
+
+    /// Whether `value` is in the set.
+    pub(crate) fn contains<Q>(&self, value: &Q) -> bool
+    where
+        T: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        match self {
+            Self::Few(few) => few.iter().any(|v| v.borrow() == value),
+            Self::Many(many) => many.contains(value),
+        }
+    }
+}
+
 /// Multiply-rotate hashing, eight bytes at a time, with a final mix so the high bits (which
 /// the table uses for its control bytes) depend on every input bit.
 #[derive(Clone, Copy, Debug, Default)]
@@ -81,7 +143,21 @@ impl Hasher for FastHasher {
 
 #[cfg(test)]
 mod tests {
-    use super::{FastMap, FastSet};
+    use super::{FastMap, FastSet, LINEAR_MAX, ValueSet};
+
+    #[test]
+    fn value_sets_agree_below_and_above_the_linear_limit() {
+        for n in [0, 1, LINEAR_MAX, LINEAR_MAX + 1, 100] {
+            let values: Vec<Box<str>> = (0..n).map(|i| format!("v{i}").into()).collect();
+            // Every value twice: duplicates do not count towards the limit.
+            let set = ValueSet::new(values.iter().chain(&values).cloned());
+            assert_eq!(matches!(set, ValueSet::Many(_)), n > LINEAR_MAX, "{n}");
+            for i in 0..n {
+                assert!(set.contains(format!("v{i}").as_str()), "{n}: v{i}");
+            }
+            assert!(!set.contains("v") && !set.contains(format!("v{n}").as_str()));
+        }
+    }
 
     #[test]
     fn maps_and_sets_work_with_strings_and_integers() {

@@ -11,7 +11,7 @@
 
 use super::{
     cidr::{Bucket, bucket_of, buckets, fine_bucket, fine_bucket_of},
-    hash::FastMap,
+    hash::{FastMap, text_key},
     rule::CompiledRule,
 };
 use crate::authz::{
@@ -33,8 +33,12 @@ pub(crate) enum TcpMode {
 #[derive(Debug, Default)]
 pub(crate) struct RuleGroup {
     rules: Vec<CompiledRule>,
-    by_principal: FastMap<Box<str>, Vec<u32>>,
-    by_namespace: FastMap<Box<str>, Vec<u32>>,
+    /// Keyed by [`text_key`] of the principal: the request's key is computed once per
+    /// evaluation and shared by every group (hashing the ID dominated the probes). Two values
+    /// with one key share a list, which is harmless: every candidate rule is matched in full.
+    by_principal: FastMap<u64, Vec<u32>>,
+    /// Keyed by [`text_key`] of the namespace, likewise.
+    by_namespace: FastMap<u64, Vec<u32>>,
     by_source_ip: FastMap<Bucket, Vec<u32>>,
     /// Rules whose source blocks are all `/24` (`/64`) or narrower, by fine bucket.
     by_source_net: FastMap<Bucket, Vec<u32>>,
@@ -59,9 +63,9 @@ impl RuleGroup {
             self.http_rules += usize::from(!compiled.http_fields.is_empty());
             self.rules.push(compiled);
             if let Some(keys) = exact_keys(&rule.from, |s| &s.principals) {
-                file(&mut self.by_principal, keys, id);
+                file(&mut self.by_principal, keys.into_iter().map(text_key), id);
             } else if let Some(keys) = exact_keys(&rule.from, |s| &s.namespaces) {
-                file(&mut self.by_namespace, keys, id);
+                file(&mut self.by_namespace, keys.into_iter().map(text_key), id);
             } else if let Some(keys) = fine_ip_keys(&rule.from) {
                 file(&mut self.by_source_net, keys, id);
             } else if let Some(keys) = ip_keys(&rule.from) {
@@ -74,23 +78,40 @@ impl RuleGroup {
         }
     }
 
+    /// Whether the group holds no rule (it may still count rule-less policies).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
     /// The rules that may match `v`, in policy order, each judged by `mode` on raw TCP.
     pub(crate) fn matching<'g>(
         &'g self,
         v: &View<'_>,
         mode: TcpMode,
     ) -> impl Iterator<Item = &'g CompiledRule> {
-        let bucket = |ids: Option<&'g Vec<u32>>| ids.map_or(&[][..], Vec::as_slice);
+        // Each index is probed only if some rule is filed in it: most groups use one or two
+        // of them, and a probe hashes the request's value.
+        fn probe<K: std::hash::Hash + Eq>(
+            index: &FastMap<K, Vec<u32>>,
+            key: impl FnOnce() -> Option<K>,
+        ) -> &[u32] {
+            if index.is_empty() {
+                return &[];
+            }
+            key()
+                .and_then(|key| index.get(&key))
+                .map_or(&[], Vec::as_slice)
+        }
         let lists = [
-            bucket(v.principal.and_then(|p| self.by_principal.get(p))),
-            bucket(v.namespace.and_then(|n| self.by_namespace.get(n))),
-            bucket(self.by_source_ip.get(&bucket_of(v.source_ip))),
-            bucket(self.by_source_net.get(&fine_bucket_of(v.source_ip))),
-            bucket(self.by_port.get(&v.port)),
+            probe(&self.by_principal, || v.principal_key()),
+            probe(&self.by_namespace, || v.namespace_key()),
+            probe(&self.by_source_ip, || Some(bucket_of(v.source_ip))),
+            probe(&self.by_source_net, || Some(fine_bucket_of(v.source_ip))),
+            probe(&self.by_port, || Some(v.port)),
             &self.unindexed,
         ];
         let skip_http = mode == TcpMode::Skip && v.http.is_none();
-        Merge { lists }
+        Merge::new(lists)
             .filter_map(|id| self.rules.get(usize::try_from(id).ok()?))
             .filter(move |rule| !skip_http || rule.http_fields.is_empty())
             .filter(move |rule| rule.matches(v))
@@ -191,7 +212,7 @@ fn port_keys(rule: &Rule) -> Option<Vec<u16>> {
 
 fn file<K: std::hash::Hash + Eq, Q: Into<K>>(
     index: &mut FastMap<K, Vec<u32>>,
-    keys: Vec<Q>,
+    keys: impl IntoIterator<Item = Q>,
     id: u32,
 ) {
     for key in keys {
@@ -205,22 +226,41 @@ fn file<K: std::hash::Hash + Eq, Q: Into<K>>(
 
 /// Merges sorted lists of distinct rule ids without allocating.
 struct Merge<'a> {
+    /// The non-empty lists first (`live` of them): a request usually has candidates in one
+    /// or two, and each step only looks at those.
     lists: [&'a [u32]; 6],
+    live: usize,
+}
+
+impl<'a> Merge<'a> {
+    fn new(all: [&'a [u32]; 6]) -> Self {
+        let mut lists: [&[u32]; 6] = [&[]; 6];
+        let mut live = 0;
+        for list in all.into_iter().filter(|l| !l.is_empty()) {
+            if let Some(slot) = lists.get_mut(live) {
+                *slot = list;
+                live += 1;
+            }
+        }
+        Self { lists, live }
+    }
 }
 
 impl Iterator for Merge<'_> {
     type Item = u32;
 
     fn next(&mut self) -> Option<u32> {
-        let (slot, id) = self
-            .lists
-            .iter()
-            .enumerate()
-            .filter_map(|(slot, list)| list.first().map(|id| (slot, *id)))
-            .min_by_key(|(_, id)| *id)?;
-        if let Some(list) = self.lists.get_mut(slot) {
-            *list = list.get(1..).unwrap_or_default();
-        }
+        let live = self.lists.get_mut(..self.live).unwrap_or_default();
+        let list = match live {
+            [] => return None,
+            [only] => only,
+            many => many
+                .iter_mut()
+                .filter(|list| !list.is_empty())
+                .min_by_key(|list| list.first().copied())?,
+        };
+        let (&id, rest) = list.split_first()?;
+        *list = rest;
         Some(id)
     }
 }
@@ -281,10 +321,11 @@ mod tests {
 
     #[test]
     fn merge_visits_ids_in_order() {
-        let merged: Vec<u32> = Merge {
-            lists: [&[1, 5], &[], &[2, 3, 9], &[0, 4], &[6], &[7, 8]],
-        }
-        .collect();
+        let merged: Vec<u32> =
+            Merge::new([&[1, 5], &[], &[2, 3, 9], &[0, 4], &[6], &[7, 8]]).collect();
         assert_eq!(merged, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        let single: Vec<u32> = Merge::new([&[], &[], &[3, 4], &[], &[], &[]]).collect();
+        assert_eq!(single, [3, 4]);
+        assert_eq!(Merge::new([&[]; 6]).next(), None);
     }
 }

@@ -85,6 +85,15 @@ impl StrField {
     fn check(&self, value: Option<&str>) -> bool {
         self.check_all(value.into_iter(), false)
     }
+
+    /// [`check`](Self::check) for a value derived on demand: an unconstrained field never
+    /// asks for it.
+    fn check_lazy<'a>(&self, value: impl FnOnce() -> Option<&'a str>) -> bool {
+        if self.any.is_none() && self.none.is_none() {
+            return true;
+        }
+        self.check(value())
+    }
 }
 
 impl Field<CidrSet> {
@@ -144,7 +153,7 @@ impl SourceMatcher {
 
     fn matches(&self, v: &View<'_>) -> bool {
         self.principals.check(v.principal)
-            && self.namespaces.check(v.namespace)
+            && self.namespaces.check_lazy(|| v.namespace())
             && self.ip_blocks.check(v.source_ip)
             && self.remote_ip_blocks.check(v.remote_ip)
             && http_or_assumed(v, |h| {
@@ -218,7 +227,7 @@ impl ConditionMatcher {
                 _ => v.source_ip,
             }),
             Self::Strings(key, field) => match key {
-                ConditionKey::SourceNamespace => field.check(v.namespace),
+                ConditionKey::SourceNamespace => field.check(v.namespace()),
                 ConditionKey::SourcePrincipal => field.check(v.principal),
                 ConditionKey::ConnectionSni => field.check(v.sni),
                 ConditionKey::RequestHeader(name) => http_or_assumed(v, |h| {

@@ -8,14 +8,14 @@
 
 use std::cmp::Ordering;
 
-use super::hash::FastSet;
+use super::hash::ValueSet;
 
 use crate::authz::pattern::StringPattern;
 
 /// Compiled patterns of one field (`principals`, `hosts`, a `when` key's values, ...).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct StringSet {
-    exact: FastSet<Box<str>>,
+    exact: ValueSet<Box<str>>,
     prefixes: Affixes,
     suffixes: Affixes,
     presence: bool,
@@ -30,17 +30,16 @@ impl StringSet {
             ignore_case,
             ..Self::default()
         };
-        let (mut prefixes, mut suffixes) = (Vec::new(), Vec::new());
+        let (mut exact, mut prefixes, mut suffixes) = (Vec::new(), Vec::new(), Vec::new());
         for pattern in patterns {
             match pattern {
-                StringPattern::Exact(s) => {
-                    set.exact.insert(s.as_str().into());
-                }
+                StringPattern::Exact(s) => exact.push(Box::<str>::from(s.as_str())),
                 StringPattern::Prefix(s) => prefixes.push(s.as_bytes().to_vec()),
                 StringPattern::Suffix(s) => suffixes.push(s.bytes().rev().collect()),
                 StringPattern::Presence => set.presence = true,
             }
         }
+        set.exact = ValueSet::new(exact);
         set.prefixes = Affixes::new(prefixes, false);
         set.suffixes = Affixes::new(suffixes, true);
         set

@@ -5,7 +5,8 @@
 //! Baselines in the same groups: `baseline/uniform_index` (one random number reduced to an
 //! index: the least any picker can do) and `baseline/clock_read` (one read of the system
 //! clock, which every request pays anyway). Goals: P2C (`least_request`) <= 100 ns at 1,000
-//! endpoints; bookkeeping <= 60 ns per request.
+//! endpoints; bookkeeping <= 60 ns per request (`budget+breaker+outlier`: the state machines
+//! given the request's timestamp; `...+clock_read` adds a clock read of its own).
 //!
 //! `lb_pick` completes each request right after starting it. `lb_in_flight` keeps
 //! [`IN_FLIGHT`] requests outstanding and completes the oldest on each pick, as a busy client
@@ -162,9 +163,30 @@ fn bookkeeping(c: &mut Criterion) {
     let hosts: Vec<SocketAddr> = (0..100).map(address).collect();
     detector.set_endpoints(hosts.iter().copied());
     let mut i = 0usize;
-    // Everything a request does outside the network: read the clock, count it in the retry
-    // budget, hold a request permit, record its outcome for outlier detection.
+    // Everything a request does outside the network, given the timestamp the request already
+    // read for its deadline and metrics (the client passes that reading on, see
+    // `SystemClock::timestamp`): count it in the retry budget, hold a request permit, record
+    // its outcome for outlier detection. Time advances 50 us per request.
+    let mut request_time = now;
     group.bench_function("budget+breaker+outlier", |b| {
+        b.iter(|| {
+            request_time = request_time + Duration::from_micros(50);
+            let now = black_box(request_time);
+            budget.record_request(now);
+            let permit = breaker
+                .try_acquire(ResourceKind::Request)
+                .expect("unlimited");
+            i = if i + 1 == hosts.len() { 0 } else { i + 1 };
+            let event = detector.record(hosts[i], Outcome::Http(200), now);
+            drop(permit);
+            // As a client does: an ejection goes on to the balancer.
+            if let Some(event) = event {
+                black_box(event);
+            }
+        });
+    });
+    // The same with a clock read of its own, as if no timestamp were at hand.
+    group.bench_function("budget+breaker+outlier+clock_read", |b| {
         b.iter(|| {
             let now = SystemClock.now();
             budget.record_request(now);

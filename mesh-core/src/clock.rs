@@ -110,6 +110,16 @@ impl SystemClock {
         *ORIGIN.get_or_init(Instant::now)
     }
 
+    /// The timestamp of `instant` on this clock, without reading the clock: a request that
+    /// already took an `Instant` (for its deadline or its metrics) passes the same reading to
+    /// the state machines instead of paying for another (one read costs 20-40 ns on VMs).
+    /// Instants before the origin map to the origin.
+    pub fn timestamp(instant: Instant) -> Timestamp {
+        Timestamp::from_nanos(duration_nanos(
+            instant.saturating_duration_since(Self::origin()),
+        ))
+    }
+
     /// The `Instant` a timestamp of this clock stands for (saturating at the far future).
     pub fn instant(timestamp: Timestamp) -> Instant {
         let origin = Self::origin();
@@ -227,6 +237,19 @@ mod tests {
         let instant = SystemClock::instant(b);
         assert!(instant <= Instant::now());
         let _ = SystemClock::instant(Timestamp::from_nanos(u64::MAX));
+    }
+
+    #[test]
+    fn system_clock_timestamps_of_instants_agree_with_readings() {
+        let before = SystemClock.now();
+        let instant = Instant::now();
+        let after = SystemClock.now();
+        let t = SystemClock::timestamp(instant);
+        assert!(
+            before <= t && t <= after,
+            "{before:?} <= {t:?} <= {after:?}"
+        );
+        assert_eq!(SystemClock::timestamp(SystemClock::instant(t)), t);
     }
 
     #[test]

@@ -274,6 +274,12 @@ impl ResilientClient {
         };
         let deadline = timeout.map(|t| started + t);
         let attempts_made = AtomicU32::new(0);
+        // The budget counts the request at the instant already read for its deadline.
+        state
+            .budget
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record_request(SystemClock::timestamp(started));
         let run = self.attempts(
             &host,
             &state,
@@ -308,11 +314,6 @@ impl ResilientClient {
     ) -> Result<Response<Incoming>, RequestError> {
         let replayable = policy.retry_non_idempotent || idempotent(request.method());
         let (parts, body) = request.into_parts();
-        state
-            .budget
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .record_request(SystemClock.now());
         let mut backoff = Backoff::new(policy.backoff, SplitMix64::from_entropy())
             .map_err(|e| RequestError::Invalid(format!("backoff: {e}")))?;
         let mut _retry_permit: Option<Permit> = None;

@@ -32,7 +32,9 @@ pub struct BalancedDestinations {
     outlier: Option<OutlierConfig>,
     traffic: ArcSwap<TrafficConfig>,
     local: Locality,
-    services: Mutex<HashMap<Key, ServiceBalancer>>,
+    /// Balancers by service host, then port and subset: a pick finds its host without
+    /// allocating a key, and a report visits only its host's balancers.
+    services: Mutex<HashMap<String, Vec<(Key, ServiceBalancer)>>>,
     /// Endpoints failing active health checks, per service host.
     failing: Mutex<HashSet<(String, SocketAddr)>>,
 }
@@ -178,7 +180,7 @@ impl BalancedDestinations {
     /// Active health checking's verdict on `endpoint` of `host`: an unhealthy endpoint is
     /// picked only when the panic threshold applies, until it is reported healthy again.
     pub fn set_health(&self, host: &str, endpoint: SocketAddr, healthy: bool) {
-        let host = normalize(host);
+        let host = normalize(host).into_owned();
         let changed = {
             let mut failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);
             if healthy {
@@ -190,10 +192,8 @@ impl BalancedDestinations {
         if changed {
             // Force every balancer of the host to re-read its endpoints on the next pick.
             let mut services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
-            for (key, entry) in services.iter_mut() {
-                if key.host == host {
-                    entry.source = Arc::from(Vec::new());
-                }
+            for (_, entry) in services.get_mut(host.as_str()).into_iter().flatten() {
+                entry.source = Arc::from(Vec::new());
             }
         }
     }
@@ -207,9 +207,11 @@ impl BalancedDestinations {
     pub fn is_ejected(&self, host: &str, endpoint: SocketAddr) -> bool {
         let host = normalize(host);
         let services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
-        services.iter().any(|(key, s)| {
-            key.host == host && s.outliers.as_ref().is_some_and(|o| o.is_ejected(endpoint))
-        })
+        services
+            .get(&*host)
+            .into_iter()
+            .flatten()
+            .any(|(_, s)| s.outliers.as_ref().is_some_and(|o| o.is_ejected(endpoint)))
     }
 
     /// Outlier detection of every balancer built so far (one per called service, port and
@@ -219,7 +221,8 @@ impl BalancedDestinations {
         use mesh_core::resilience::EjectionReason as R;
         let services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
         let mut out: Vec<OutlierStatus> = services
-            .iter()
+            .values()
+            .flatten()
             .map(|(key, s)| {
                 let (ejected, ejections) = match &s.outliers {
                     Some(o) => {
@@ -277,19 +280,29 @@ impl BalancedDestinations {
         if !service.ports.is_empty() && service.port(port).is_none() {
             return None;
         }
-        let key = Key {
-            host: service.hostname.as_str().to_owned(),
-            port,
-            subset: subset.map(str::to_owned),
-        };
+        let host = service.hostname.as_str();
         let mut services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = match services.get_mut(&key) {
-            Some(entry) => entry,
+        if !services.contains_key(host) {
+            services.insert(host.to_owned(), Vec::new());
+        }
+        let balancers = services.get_mut(host)?;
+        let found = balancers
+            .iter()
+            .position(|(k, _)| k.port == port && k.subset.as_deref() == subset);
+        let index = match found {
+            Some(index) => index,
             None => {
+                let key = Key {
+                    host: host.to_owned(),
+                    port,
+                    subset: subset.map(str::to_owned),
+                };
                 let built = self.build(&key)?;
-                services.entry(key).or_insert(built)
+                balancers.push((key, built));
+                balancers.len() - 1
             }
         };
+        let (_, entry) = balancers.get_mut(index)?;
         if !Arc::ptr_eq(&entry.source, endpoints) {
             let failing: HashSet<SocketAddr> = self
                 .failing
@@ -372,8 +385,14 @@ fn key_host(service: &Service) -> String {
     service.hostname.as_str().to_owned()
 }
 
-fn normalize(host: &str) -> String {
-    host.trim_end_matches('.').to_ascii_lowercase()
+/// `host` without a trailing dot, lowercased; borrowed when it already is (per request).
+fn normalize(host: &str) -> std::borrow::Cow<'_, str> {
+    let host = host.trim_end_matches('.');
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(host)
+    }
 }
 
 fn lookup<'a>(snapshot: &'a Snapshot, host: &str) -> Option<(Arc<Service>, &'a Arc<[Endpoint]>)> {
@@ -410,10 +429,7 @@ impl ResolveDestination for BalancedDestinations {
         let host = normalize(host);
         let now = SystemClock.now();
         let mut services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
-        for (key, entry) in services.iter_mut() {
-            if key.host != host {
-                continue;
-            }
+        for (_, entry) in services.get_mut(&*host).into_iter().flatten() {
             if let Some(outliers) = &mut entry.outliers
                 && let Some(event) = outliers.record(endpoint, outcome, now)
             {

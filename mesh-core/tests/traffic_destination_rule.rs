@@ -329,6 +329,37 @@ spec:
 }
 
 #[test]
+fn tcp_idle_timeout_zero_switches_it_off() {
+    let yaml = r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: db, namespace: shop }
+spec:
+  host: db.shop.svc.cluster.local
+  trafficPolicy:
+    connectionPool: { tcp: { idleTimeout: 0s, maxConnectionDuration: 30m } }
+    portLevelSettings:
+    - port: { number: 6379 }
+      connectionPool: { tcp: { idleTimeout: 90s } }
+"#;
+    let config = load(yaml);
+    let policy = config.policy("db.shop.svc.cluster.local").unwrap();
+    let pool = policy.for_port(5432, None).unwrap().connection_pool();
+    assert_eq!(pool.tcp.idle_timeout, Some(Duration::ZERO));
+    assert_eq!(pool.tcp_idle_timeout(), None);
+    // HTTP connections fall back to the TCP value, so theirs is off too.
+    assert_eq!(pool.http_idle_timeout(), None);
+    assert_eq!(
+        pool.max_connection_duration(),
+        Some(Duration::from_secs(1800))
+    );
+    // The port's pool replaces the service's whole: its own idle timeout, no lifetime limit.
+    let redis = policy.for_port(6379, None).unwrap().connection_pool();
+    assert_eq!(redis.tcp_idle_timeout(), Some(Duration::from_secs(90)));
+    assert_eq!(redis.max_connection_duration(), None);
+}
+
+#[test]
 fn locality_and_outlier_detection() {
     let yaml = r#"
 apiVersion: networking.istio.io/v1

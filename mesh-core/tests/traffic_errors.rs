@@ -251,6 +251,25 @@ fn destination_rule_field_errors() {
             "not a duration",
         ),
         (
+            // Only the TCP idle timeout may be switched off with `0s`.
+            "trafficPolicy: { connectionPool: { http: { idleTimeout: 0s } } }",
+            "spec.trafficPolicy.connectionPool.http.idleTimeout",
+            Invalid,
+            "shorter than 1ms",
+        ),
+        (
+            "trafficPolicy: { connectionPool: { tcp: { maxConnectionDuration: 0s } } }",
+            "spec.trafficPolicy.connectionPool.tcp.maxConnectionDuration",
+            Invalid,
+            "shorter than 1ms",
+        ),
+        (
+            "trafficPolicy: { connectionPool: { tcp: { idleTimeout: 500us } } }",
+            "spec.trafficPolicy.connectionPool.tcp.idleTimeout",
+            Invalid,
+            "shorter than 1ms",
+        ),
+        (
             "trafficPolicy: { connectionPool: { http: { maxRetries: many } } }",
             "spec.trafficPolicy.connectionPool.http.maxRetries",
             Syntax,

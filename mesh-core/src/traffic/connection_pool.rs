@@ -7,6 +7,10 @@ use crate::resilience::Limits;
 /// Istio's default connect timeout (mesh-wide `connectTimeout`).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Istio's idle timeout when a DestinationRule sets none: one hour, for raw TCP tunnels
+/// (`tcp.idleTimeout`) and kept HTTP connections (`http.idleTimeout`) alike.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// Istio `connectionPool`. Counts of 0 in the YAML mean "not set" (protobuf's zero value), as
 /// in Istio, and are stored as `None`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -28,9 +32,12 @@ pub struct TcpSettings {
     pub connect_timeout: Option<Duration>,
     /// `tcpKeepalive`.
     pub keepalive: Option<TcpKeepalive>,
-    /// `maxConnectionDuration`: connections are closed after this long.
+    /// `maxConnectionDuration`: connections are closed once they are this old (no limit when
+    /// unset). See [`ConnectionPoolSettings::max_connection_duration`].
     pub max_connection_duration: Option<Duration>,
-    /// `idleTimeout` (TCP): connections idle this long are closed.
+    /// `idleTimeout` (TCP): connections with no bytes sent or received this long are closed.
+    /// `Some(Duration::ZERO)` is Istio's `0s`, which switches the timeout off; see
+    /// [`ConnectionPoolSettings::tcp_idle_timeout`] for the value in force.
     pub idle_timeout: Option<Duration>,
 }
 
@@ -100,6 +107,38 @@ impl ConnectionPoolSettings {
     pub fn connect_timeout(&self) -> Duration {
         self.tcp.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT)
     }
+
+    /// How long a raw TCP connection may go without a byte sent or received, either way,
+    /// before it is closed: `tcp.idleTimeout`, [`DEFAULT_IDLE_TIMEOUT`] when unset, `None`
+    /// (never) when set to `0s`.
+    pub fn tcp_idle_timeout(&self) -> Option<Duration> {
+        off_when_zero(self.tcp.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT))
+    }
+
+    /// How long a kept HTTP connection may carry no request before it is closed:
+    /// `http.idleTimeout`, else `tcp.idleTimeout` (istiod uses the TCP value for HTTP
+    /// connections when the HTTP one is unset), else [`DEFAULT_IDLE_TIMEOUT`]; `None` (never)
+    /// when the value in force is `0s`.
+    pub fn http_idle_timeout(&self) -> Option<Duration> {
+        off_when_zero(
+            self.http
+                .idle_timeout
+                .or(self.tcp.idle_timeout)
+                .unwrap_or(DEFAULT_IDLE_TIMEOUT),
+        )
+    }
+
+    /// The longest a connection may live, from when it was opened: `tcp.maxConnectionDuration`
+    /// (`None`: no limit, Istio's default). A raw TCP connection is closed at that age; an HTTP
+    /// connection takes no new request and closes once those in flight are answered.
+    pub fn max_connection_duration(&self) -> Option<Duration> {
+        self.tcp.max_connection_duration.and_then(off_when_zero)
+    }
+}
+
+/// `None` for a zero duration (a timeout switched off).
+fn off_when_zero(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
 }
 
 #[cfg(test)]
@@ -127,5 +166,31 @@ mod tests {
             }
         );
         assert_eq!(pool.connect_timeout(), DEFAULT_CONNECT_TIMEOUT);
+    }
+
+    #[test]
+    fn idle_timeouts_and_lifetime_follow_istio() {
+        let secs = Duration::from_secs;
+        let mut pool = ConnectionPoolSettings::default();
+        // Unset: one hour idle for both, no lifetime limit.
+        assert_eq!(pool.tcp_idle_timeout(), Some(DEFAULT_IDLE_TIMEOUT));
+        assert_eq!(pool.http_idle_timeout(), Some(DEFAULT_IDLE_TIMEOUT));
+        assert_eq!(pool.max_connection_duration(), None);
+        // The TCP value stands in for an unset HTTP one...
+        pool.tcp.idle_timeout = Some(secs(30));
+        pool.tcp.max_connection_duration = Some(secs(600));
+        assert_eq!(pool.tcp_idle_timeout(), Some(secs(30)));
+        assert_eq!(pool.http_idle_timeout(), Some(secs(30)));
+        assert_eq!(pool.max_connection_duration(), Some(secs(600)));
+        // ...but not for a set one.
+        pool.http.idle_timeout = Some(secs(5));
+        assert_eq!(pool.http_idle_timeout(), Some(secs(5)));
+        assert_eq!(pool.tcp_idle_timeout(), Some(secs(30)));
+        // `0s` switches the TCP timeout off, and the HTTP one when that falls back to it.
+        pool.tcp.idle_timeout = Some(Duration::ZERO);
+        assert_eq!(pool.tcp_idle_timeout(), None);
+        assert_eq!(pool.http_idle_timeout(), Some(secs(5)));
+        pool.http.idle_timeout = None;
+        assert_eq!(pool.http_idle_timeout(), None);
     }
 }

@@ -67,6 +67,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     Ok(duration)
 }
 
+/// [`parse_duration`], except that a zero duration (`0s`, `0`) is accepted: istiod allows it
+/// where zero switches a timeout off (`connectionPool.tcp.idleTimeout`).
+pub(crate) fn parse_duration_or_zero(text: &str) -> Result<Duration, DurationError> {
+    if parse_go_duration(text)? == Duration::ZERO {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(text)
+}
+
 /// Go's `time.ParseDuration`, without the sign (negative durations are refused).
 fn parse_go_duration(text: &str) -> Result<Duration, DurationError> {
     let syntax = |problem: &str| DurationError::Syntax {
@@ -196,6 +205,23 @@ mod tests {
             assert_eq!(parse_go_duration(text), Ok(expected), "{text}");
         }
         assert_eq!(parse_go_duration("0"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn zero_only_where_it_switches_a_timeout_off() {
+        for zero in ["0", "0s", "0ms", "0h0m"] {
+            assert_eq!(parse_duration_or_zero(zero), Ok(Duration::ZERO), "{zero}");
+            assert!(parse_duration(zero).is_err(), "{zero}");
+        }
+        assert_eq!(parse_duration_or_zero("300ms"), Ok(ms(300)));
+        assert!(matches!(
+            parse_duration_or_zero("500us"),
+            Err(DurationError::TooShort(_))
+        ));
+        assert!(matches!(
+            parse_duration_or_zero("-0s"),
+            Err(DurationError::Negative(_))
+        ));
     }
 
     #[test]

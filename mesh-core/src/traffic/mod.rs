@@ -73,8 +73,8 @@ mod virtual_service;
 
 pub use config::{ResolvedCall, RouteDecision, RouteError, TrafficConfig};
 pub use connection_pool::{
-    ConnectionPoolSettings, DEFAULT_CONNECT_TIMEOUT, H2UpgradePolicy, HttpSettings, TcpKeepalive,
-    TcpSettings,
+    ConnectionPoolSettings, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, H2UpgradePolicy,
+    HttpSettings, TcpKeepalive, TcpSettings,
 };
 pub use destination_rule::{
     DestinationRule, PolicySettings, Subset, TlsMode, TrafficPolicy, TrafficSettings, UnknownSubset,

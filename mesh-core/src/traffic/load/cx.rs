@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::{
     model::ServiceName,
-    traffic::{HostPattern, TrafficErrorKind, parse_duration},
+    traffic::{HostPattern, TrafficErrorKind, duration::parse_duration_or_zero, parse_duration},
 };
 
 /// One problem, at a path relative to what is being converted.
@@ -78,6 +78,18 @@ impl Cx {
     pub(crate) fn duration(&mut self, path: String, text: &Option<String>) -> Option<Duration> {
         let text = text.as_ref()?;
         parse_duration(text)
+            .map_err(|e| self.invalid(path, e.to_string()))
+            .ok()
+    }
+
+    /// An Istio duration where `0s` is also valid (it switches the setting off).
+    pub(crate) fn duration_or_zero(
+        &mut self,
+        path: String,
+        text: &Option<String>,
+    ) -> Option<Duration> {
+        let text = text.as_ref()?;
+        parse_duration_or_zero(text)
             .map_err(|e| self.invalid(path, e.to_string()))
             .ok()
     }

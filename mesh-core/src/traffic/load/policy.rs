@@ -284,7 +284,8 @@ fn connection_pool(cx: &mut Cx, path: &str, raw: &istio::ConnectionPool) -> Conn
             join(&here, "maxConnectionDuration"),
             &tcp.max_connection_duration,
         );
-        pool.tcp.idle_timeout = cx.duration(join(&here, "idleTimeout"), &tcp.idle_timeout);
+        // istiod accepts `0s` here (and only here): it switches the idle timeout off.
+        pool.tcp.idle_timeout = cx.duration_or_zero(join(&here, "idleTimeout"), &tcp.idle_timeout);
         if let Some(ka) = &tcp.tcp_keepalive {
             let here = join(&here, "tcpKeepalive");
             pool.tcp.keepalive = Some(crate::traffic::TcpKeepalive {

@@ -12,6 +12,7 @@
 
 mod client;
 mod connection;
+mod deadline;
 mod error;
 mod headers;
 pub mod server;

@@ -10,6 +10,8 @@ use bytes::{Buf, Bytes};
 use h2::{RecvStream, SendStream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::deadline::{Deadlines, Side};
+
 /// A bidirectional byte stream carried by one HTTP/2 stream (an HBONE tunnel).
 ///
 /// - Reads return the DATA frames' bytes; the peer's END_STREAM is end-of-file.
@@ -20,6 +22,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 ///
 /// Flow-control capacity is released as the application reads, so a reader that stops reading
 /// stops the sender at the stream window (4 MiB) without stalling other streams.
+///
+/// A tunnel from [`Mesh::connect`](crate::mesh::Mesh::connect) also keeps its destination's
+/// `connectionPool.tcp.idleTimeout` and `maxConnectionDuration`: when either passes, the stream
+/// is reset (the peer sees a reset) and reads and writes fail with `io::ErrorKind::TimedOut`
+/// and a message naming the setting.
 pub struct H2Stream {
     send: SendStream<Bytes>,
     recv: RecvStream,
@@ -32,6 +39,8 @@ pub struct H2Stream {
     peer_baggage: Option<http::HeaderValue>,
     /// Counts bytes and the tunnel's lifetime for the metrics (when telemetry is on).
     meter: Option<Box<crate::observe::TunnelMeter>>,
+    /// Idle timeout and maximum lifetime, when the tunnel has them.
+    deadlines: Option<Box<Deadlines>>,
     /// Dropped when the stream is, so a pool can count open streams.
     _guard: Option<Box<dyn Send + Sync>>,
 }
@@ -46,6 +55,7 @@ impl H2Stream {
             peer: None,
             peer_baggage: None,
             meter: None,
+            deadlines: None,
             _guard: None,
         }
     }
@@ -86,10 +96,65 @@ impl H2Stream {
         self
     }
 
+    /// Ends the stream when it sees no bytes either way for `idle`, or when it is
+    /// `max_duration` old (from now), whichever comes first; `None` is no limit. Must run
+    /// inside the Tokio runtime.
+    pub(crate) fn with_deadlines(
+        mut self,
+        idle: Option<std::time::Duration>,
+        max_duration: Option<std::time::Duration>,
+    ) -> Self {
+        self.deadlines = Deadlines::new(idle, max_duration).map(Box::new);
+        self
+    }
+
     /// Resets the stream with CANCEL, as a TCP RST would (the peer sees a reset, not EOF).
     pub fn reset(&mut self) {
         self.send.send_reset(h2::Reason::CANCEL);
         self.write_closed = true;
+    }
+
+    /// The error of a stream its deadlines ended.
+    fn expired(&self) -> Option<io::Error> {
+        let expiry = self.deadlines.as_deref()?.expired()?;
+        Some(expiry.to_io())
+    }
+
+    /// Bytes are about to move: recorded for the idle timeout, or the stream is ended when a
+    /// deadline has passed.
+    fn activity(&mut self) -> io::Result<()> {
+        let Some(deadlines) = self.deadlines.as_deref_mut() else {
+            return Ok(());
+        };
+        match deadlines.activity() {
+            Ok(()) => Ok(()),
+            Err(expiry) => Err(self.end(expiry)),
+        }
+    }
+
+    /// `side` waits on the peer: also wait on the deadlines, ending the stream when one
+    /// passes.
+    fn poll_deadlines<T>(&mut self, side: Side, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        let Some(deadlines) = self.deadlines.as_deref_mut() else {
+            return Poll::Pending;
+        };
+        let expiry = ready!(deadlines.poll_expired(side, cx));
+        Poll::Ready(Err(self.end(expiry)))
+    }
+
+    /// Resets the stream because of `expiry` (once) and returns the error to report.
+    fn end(&mut self, expiry: super::deadline::Expiry) -> io::Error {
+        let error = expiry.to_io();
+        if !self.write_closed {
+            tracing::debug!(
+                target: "mesh::tcp",
+                stream_id = self.send.stream_id().as_u32(),
+                reason = %error,
+                "tunnel reset"
+            );
+        }
+        self.reset();
+        error
     }
 }
 
@@ -115,9 +180,15 @@ impl AsyncRead for H2Stream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if let Some(e) = self.expired() {
+            return Poll::Ready(Err(e));
+        }
         // An empty DATA frame (legal without END_STREAM) must not read as end-of-file.
         while self.pending.is_empty() {
-            match ready!(self.recv.poll_data(cx)) {
+            let Poll::Ready(data) = self.recv.poll_data(cx) else {
+                return self.poll_deadlines(Side::Read, cx);
+            };
+            match data {
                 Some(Ok(data)) => {
                     // Give the window back now: we own the bytes, the sender may continue.
                     let _ = self.recv.flow_control().release_capacity(data.len());
@@ -138,6 +209,9 @@ impl AsyncRead for H2Stream {
                 None => return Poll::Ready(Ok(())),
             }
         }
+        if buf.remaining() > 0 {
+            self.activity()?;
+        }
         let n = self.pending.len().min(buf.remaining());
         buf.put_slice(&self.pending[..n]);
         self.pending.advance(n);
@@ -151,6 +225,9 @@ impl AsyncWrite for H2Stream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if let Some(e) = self.expired() {
+            return Poll::Ready(Err(e));
+        }
         if self.write_closed {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
@@ -172,9 +249,13 @@ impl AsyncWrite for H2Stream {
                     Err(e) => h2_to_io(e),
                 }));
             }
-            match ready!(self.send.poll_capacity(cx)) {
+            let Poll::Ready(capacity) = self.send.poll_capacity(cx) else {
+                return self.poll_deadlines(Side::Write, cx);
+            };
+            match capacity {
                 Some(Ok(0)) => continue,
                 Some(Ok(n)) => {
+                    self.activity()?;
                     let n = n.min(buf.len());
                     self.send
                         .send_data(Bytes::copy_from_slice(&buf[..n]), false)

@@ -32,6 +32,13 @@ impl Mesh {
     /// service's connection limit until dropped. The stream is an `AsyncRead + AsyncWrite`;
     /// [`H2Stream::peer_identity`] names the workload reached.
     ///
+    /// The service's DestinationRule bounds the tunnel as Envoy's TCP proxy would: after
+    /// `connectionPool.tcp.idleTimeout` (one hour when unset, never with `0s`) with no byte
+    /// sent or received either way, or once it is `tcp.maxConnectionDuration` old, the tunnel
+    /// is reset and reads and writes fail with `io::ErrorKind::TimedOut`, the message naming
+    /// the setting. A task waiting to read or write is woken when that happens; a tunnel
+    /// nobody reads or writes ends at its next read or write.
+    ///
     /// The CONNECT carries W3C trace context like the HTTP client's requests: a client span
     /// continuing the [current](TraceContext::current) context (see [`TraceContext::scope`]),
     /// or a new trace; [`connect_with_trace`](Self::connect_with_trace) names the parent
@@ -90,18 +97,19 @@ impl Mesh {
         port: u16,
         trace: TraceContext,
     ) -> Result<H2Stream, MeshError> {
-        // The DestinationRule for this port, if any: breaker limits and connect timeout.
+        // The DestinationRule for this port, if any: breaker limits, connect timeout, idle
+        // timeout and lifetime (Istio's defaults without one).
         let port_policy = self
             .inner
             .routes
             .traffic()
             .policy(&host)
             .and_then(|rule| rule.for_port(port, None).ok());
-        let connect_timeout = port_policy
+        let pool = port_policy
             .as_ref()
-            .map_or(mesh_core::traffic::DEFAULT_CONNECT_TIMEOUT, |p| {
-                p.connect_timeout()
-            });
+            .map(|p| p.connection_pool())
+            .unwrap_or_default();
+        let connect_timeout = pool.connect_timeout();
         let permit = {
             let mut breakers = self
                 .inner
@@ -156,7 +164,9 @@ impl Mesh {
             match connected {
                 Ok(stream) => {
                     routes.report(&host, dest.authority(), Outcome::LocalOriginSuccess);
-                    return Ok(stream.with_guard(Box::new(permit)));
+                    return Ok(stream
+                        .with_guard(Box::new(permit))
+                        .with_deadlines(pool.tcp_idle_timeout(), pool.max_connection_duration()));
                 }
                 Err(e) => {
                     if !matches!(e, TunnelError::Denied { .. }) {

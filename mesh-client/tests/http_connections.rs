@@ -1,8 +1,8 @@
 //! Upstream HTTP connections of `Mesh::http_client()`: HTTP/1.1 keep-alive (one request at a
 //! time per connection, a connection whose response is still being read is not handed out
 //! again, one the server closes is not reused) and the DestinationRule's `connectionPool`
-//! (`maxRequestsPerConnection` for HTTP/1.1 and HTTP/2, `tcp.connectTimeout`). Real workloads
-//! on loopback over mTLS HBONE.
+//! (`maxRequestsPerConnection` and `tcp.maxConnectionDuration` for HTTP/1.1 and HTTP/2,
+//! `tcp.connectTimeout`). Real workloads on loopback over mTLS HBONE.
 
 mod support;
 
@@ -222,6 +222,54 @@ async fn max_requests_per_connection_retires_connections() {
 #[tokio::test]
 async fn max_requests_per_connection_retires_http2_connections_too() {
     connections_retire_after_two_requests("http2").await;
+}
+
+/// With `maxConnectionDuration: 1s` on a port speaking `protocol`: a connection is reused until
+/// that age, is not handed out after it (a new one is opened) while the response in flight on
+/// it still arrives whole, and closes once that response is read; an idle connection closes at
+/// its age with no request to notice.
+async fn connections_retire_at_their_max_duration(protocol: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server_mesh, server) = catalog(dir.path()).await;
+    let mesh = client_speaking(
+        dir.path(),
+        server.local_addr().port(),
+        protocol,
+        "{ connection_pool: { tcp: { max_connection_duration: 1s } } }",
+    )
+    .await;
+    assert_eq!(read(send(&mesh, "/").await).await, "ok");
+    // Young: reused, for a response left unread for now.
+    let big = send(&mesh, "/big").await;
+    assert_eq!(server.stats().tunnels, 1);
+
+    // Letting the connection reach its age is the point of the test.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    // Old: not handed out again; the next request opens a second connection.
+    let reopened = std::time::Instant::now();
+    assert_eq!(read(send(&mesh, "/").await).await, "ok");
+    assert_eq!(server.stats().tunnels, 2, "{protocol}");
+    // The response in flight on the old connection still arrives whole.
+    assert_eq!(read(big).await.len(), BIG);
+    // Then the old connection closes, and the new one, idle, at its own age.
+    wait_for_tunnels(&server, 0).await;
+    assert!(
+        reopened.elapsed() >= Duration::from_millis(900),
+        "{protocol}: closed after {:?}",
+        reopened.elapsed()
+    );
+    assert_eq!(read(send(&mesh, "/").await).await, "ok");
+    assert_eq!(server.stats().tunnels, 1);
+}
+
+#[tokio::test]
+async fn max_connection_duration_retires_http1_connections() {
+    connections_retire_at_their_max_duration("http").await;
+}
+
+#[tokio::test]
+async fn max_connection_duration_retires_http2_connections() {
+    connections_retire_at_their_max_duration("http2").await;
 }
 
 /// A TCP listener that accepts and never says a word: a TLS handshake with it cannot finish.

@@ -11,14 +11,20 @@
 //!
 //! Bounds: at most [`MAX_IDLE_PER_ENDPOINT`] connections are kept per endpoint (more are
 //! closed when they come back); a connection unused for its destination's
-//! `connectionPool.http.idleTimeout` (default one hour, as Istio) is closed at the next checkout
-//! or sweep, which releases its tunnel; one that carried `maxRequestsPerConnection` requests is
-//! not kept.
+//! `connectionPool.http.idleTimeout` (else `tcp.idleTimeout`, else one hour, as Istio) is
+//! closed at the next checkout or sweep, which releases its tunnel; one that carried
+//! `maxRequestsPerConnection` requests is not kept; one older than `tcp.maxConnectionDuration`
+//! is not handed out again: its connection task [retires](Http1Pool::retire) it from the pool
+//! at that age (it closes at once when idle), and one busy then is dropped when its response
+//! head is in (it closes once the response is read).
 
 use std::{
     collections::HashMap,
     net::SocketAddr,
-    sync::{Mutex, PoisonError},
+    sync::{
+        Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
     task::Poll,
     time::{Duration, Instant},
 };
@@ -26,50 +32,70 @@ use std::{
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::client::conn::http1::SendRequest;
-use mesh_core::traffic::HttpSettings;
+use mesh_core::traffic::ConnectionPoolSettings;
 
 use crate::http::UpstreamInfo;
 
 /// At most this many kept-alive connections per endpoint.
 pub(super) const MAX_IDLE_PER_ENDPOINT: usize = 64;
 
-/// How long an unused connection is kept when the DestinationRule does not say
-/// (`connectionPool.http.idleTimeout`; Istio's default is one hour).
-pub(super) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
-
 /// How often the whole pool is swept for expired connections (on the next checkout).
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// Names connections, so a connection's task can find it in the pool.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 /// One kept-alive connection and who answers on it.
 pub(super) struct Http1Connection {
     pub(super) sender: SendRequest<Full<Bytes>>,
     pub(super) upstream: UpstreamInfo,
+    /// Which connection this is (see [`Http1Pool::retire`]).
+    id: u64,
     last_used: Instant,
-    /// `connectionPool.http.idleTimeout` of the destination it was opened for.
-    idle_timeout: Duration,
+    /// The destination's HTTP idle timeout (`None`: never).
+    idle_timeout: Option<Duration>,
+    /// When it reaches `connectionPool.tcp.maxConnectionDuration`, when limited.
+    end_of_life: Option<Instant>,
     /// Requests it may still carry (`maxRequestsPerConnection`), when limited.
     requests_left: Option<u32>,
 }
 
 impl Http1Connection {
-    /// A fresh connection, kept and retired as the destination's `connectionPool.http` says.
+    /// A connection opened at `opened`, kept and retired as the destination's
+    /// `connectionPool` says.
     pub(super) fn new(
         sender: SendRequest<Full<Bytes>>,
         upstream: UpstreamInfo,
-        settings: &HttpSettings,
+        pool: &ConnectionPoolSettings,
+        opened: Instant,
     ) -> Self {
         Self {
             sender,
             upstream,
-            last_used: Instant::now(),
-            idle_timeout: settings.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
-            requests_left: settings.max_requests_per_connection.filter(|&n| n > 0),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            last_used: opened,
+            idle_timeout: pool.http_idle_timeout(),
+            end_of_life: pool.max_connection_duration().map(|d| opened + d),
+            requests_left: pool.http.max_requests_per_connection.filter(|&n| n > 0),
         }
+    }
+
+    /// Which connection this is, for [`Http1Pool::retire`].
+    pub(super) fn id(&self) -> u64 {
+        self.id
     }
 
     fn expired(&self, now: Instant) -> bool {
         self.sender.is_closed()
-            || now.saturating_duration_since(self.last_used) >= self.idle_timeout
+            || self.too_old(now)
+            || self
+                .idle_timeout
+                .is_some_and(|idle| now.saturating_duration_since(self.last_used) >= idle)
+    }
+
+    /// Whether it reached its maximum duration.
+    fn too_old(&self, now: Instant) -> bool {
+        self.end_of_life.is_some_and(|at| now >= at)
     }
 }
 
@@ -142,7 +168,8 @@ impl Http1Pool {
 
     /// Keeps `connection` for the next request to `endpoint` (it becomes ready once the
     /// response in flight on it has been read to the end), unless it has carried its
-    /// `maxRequestsPerConnection`: then it is dropped, and closes once that response is read.
+    /// `maxRequestsPerConnection` or reached its maximum duration: then it is dropped, and
+    /// closes once that response is read.
     pub(super) fn put_back(&self, endpoint: SocketAddr, mut connection: Http1Connection) {
         if let Some(left) = &mut connection.requests_left {
             *left -= 1;
@@ -153,16 +180,37 @@ impl Http1Pool {
         self.keep(endpoint, connection);
     }
 
-    /// Keeps `connection`, which carried no request since it was checked out.
+    /// Keeps `connection`, which carried no request since it was checked out, unless it is
+    /// closed or too old (then it is dropped, and closes once idle).
     pub(super) fn keep(&self, endpoint: SocketAddr, mut connection: Http1Connection) {
         if connection.sender.is_closed() {
             return;
         }
-        connection.last_used = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        // Read under the lock: a connection's task retiring it at its maximum duration either
+        // finds it in the list or ran before this, and then this sees it too old.
+        let now = Instant::now();
+        if connection.too_old(now) {
+            return;
+        }
+        connection.last_used = now;
         let list = idle.entry(endpoint).or_default();
         if list.len() < MAX_IDLE_PER_ENDPOINT {
             list.push(connection);
+        }
+    }
+
+    /// Drops the connection `id` to `endpoint` if it waits in the pool, so it closes now: it
+    /// reached `connectionPool.tcp.maxConnectionDuration`. One in use is not found; it is too
+    /// old when it comes back, and is dropped then.
+    pub(super) fn retire(&self, endpoint: SocketAddr, id: u64) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(list) = idle.get_mut(&endpoint) else {
+            return;
+        };
+        list.retain(|c| c.id != id);
+        if list.is_empty() {
+            idle.remove(&endpoint);
         }
     }
 

@@ -11,6 +11,7 @@
 mod client;
 mod error;
 mod http1_pool;
+mod http2_shared;
 mod policy;
 mod routed;
 

@@ -2,12 +2,7 @@
 //! (host, subset, port) and its policy per request; each attempt opens a tunnel to an endpoint
 //! of that destination and speaks HTTP/1.1 or HTTP/2 (by the service port's protocol) over it.
 
-use std::{
-    borrow::Cow,
-    collections::HashMap,
-    net::SocketAddr,
-    sync::{Arc, Mutex, PoisonError},
-};
+use std::{borrow::Cow, net::SocketAddr, sync::Arc, time::Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, Uri, header::HOST, request::Parts};
@@ -27,7 +22,8 @@ use mesh_core::{
 
 use super::{
     HttpPolicy, RequestError,
-    http1_pool::{self, Checkout, Http1Connection, Http1Pool},
+    http1_pool::{Checkout, Http1Connection, Http1Pool},
+    http2_shared::{Http2Connection, Http2Shared},
 };
 use crate::{
     discovery::Discovery,
@@ -44,22 +40,9 @@ pub(super) struct Routed {
     pub(super) routes: Arc<BalancedDestinations>,
     pub(super) discovery: Arc<dyn Discovery>,
     /// HTTP/1.1: connections kept alive per endpoint, one request at a time on each.
-    http1: Http1Pool,
+    http1: Arc<Http1Pool>,
     /// HTTP/2: one multiplexed connection per endpoint, and who answers on it.
-    http2: Mutex<HashMap<SocketAddr, Shared2>>,
-}
-
-/// An endpoint's HTTP/2 connection and who answers on it.
-type Http2Connection = (http2::SendRequest<Full<Bytes>>, UpstreamInfo);
-
-/// An endpoint's shared HTTP/2 connection with what retires it: `connectionPool.http`'s
-/// `maxRequestsPerConnection` (requests it may still start) and `idleTimeout` (since the last
-/// request started).
-struct Shared2 {
-    connection: Http2Connection,
-    requests_left: Option<u32>,
-    last_used: std::time::Instant,
-    idle_timeout: std::time::Duration,
+    http2: Arc<Http2Shared>,
 }
 
 impl Routed {
@@ -72,8 +55,8 @@ impl Routed {
             hbone,
             routes,
             discovery,
-            http1: Http1Pool::new(),
-            http2: Mutex::new(HashMap::new()),
+            http1: Arc::new(Http1Pool::new()),
+            http2: Arc::new(Http2Shared::new()),
         }
     }
 }
@@ -86,7 +69,7 @@ pub(super) struct Target {
     pub(super) ctx: PickContext,
     pub(super) http2: bool,
     /// The DestinationRule's `connectionPool` for this destination: connect timeout, HTTP
-    /// idle timeout and requests per connection.
+    /// idle timeout, requests per connection and maximum connection duration.
     pub(super) pool: ConnectionPoolSettings,
 }
 
@@ -368,17 +351,28 @@ impl Routed {
             peer: stream.peer_identity().cloned(),
             peer_baggage: stream.peer_baggage().cloned(),
         };
+        let opened = Instant::now();
         let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(|e| {
             Http1Error::Tunnel(TunnelError::InvalidRequest(format!(
                 "HTTP/1.1 handshake with {endpoint}: {e}"
             )))
         })?;
+        let connection = Http1Connection::new(sender, upstream, &target.pool, opened);
+        let end_of_life = target.pool.max_connection_duration().map(|d| opened + d);
+        let (pool, id) = (Arc::downgrade(&self.http1), connection.id());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            // At its maximum duration, out of the pool: it closes now if idle, or once the
+            // response in flight is read (it is not put back).
+            let retire = || {
+                if let Some(pool) = pool.upgrade() {
+                    pool.retire(endpoint, id);
+                }
+            };
+            if let Err(e) = run_until_retired(conn, end_of_life, retire).await {
                 tracing::debug!(%endpoint, error = %e, "HTTP/1.1 connection ended");
             }
         });
-        Ok(Http1Connection::new(sender, upstream, &target.pool.http))
+        Ok(connection)
     }
 
     /// The endpoint's multiplexed HTTP/2 connection, opened (one tunnel) when there is none
@@ -390,26 +384,8 @@ impl Routed {
         request: &Request<Full<Bytes>>,
     ) -> Result<Http2Connection, TunnelError> {
         let endpoint = dest.authority();
-        {
-            let mut shared = self.http2.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(entry) = shared.get_mut(&endpoint) {
-                let now = std::time::Instant::now();
-                let idle = now.saturating_duration_since(entry.last_used) >= entry.idle_timeout;
-                if entry.connection.0.is_closed() || idle {
-                    // Dropping the last sender lets the connection close once its streams end.
-                    shared.remove(&endpoint);
-                } else {
-                    entry.last_used = now;
-                    let connection = entry.connection.clone();
-                    if let Some(left) = &mut entry.requests_left {
-                        *left -= 1;
-                        if *left == 0 {
-                            shared.remove(&endpoint);
-                        }
-                    }
-                    return Ok(connection);
-                }
-            }
+        if let Some(connection) = self.http2.checkout(endpoint) {
+            return Ok(connection);
         }
         let stream = connect(&self.hbone, dest, target, request).await?;
         let upstream = UpstreamInfo {
@@ -418,35 +394,32 @@ impl Routed {
             peer: stream.peer_identity().cloned(),
             peer_baggage: stream.peer_baggage().cloned(),
         };
+        let opened = Instant::now();
         let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
             .await
             .map_err(|e| {
                 TunnelError::InvalidRequest(format!("HTTP/2 handshake with {endpoint}: {e}"))
             })?;
-        tokio::spawn(conn);
-        let settings = &target.pool.http;
-        // This request is the connection's first.
-        let requests_left = settings
-            .max_requests_per_connection
-            .filter(|&n| n > 0)
-            .map(|n| n - 1);
-        if requests_left != Some(0) {
-            self.http2
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(
-                    endpoint,
-                    Shared2 {
-                        connection: (sender.clone(), upstream.clone()),
-                        requests_left,
-                        last_used: std::time::Instant::now(),
-                        idle_timeout: settings
-                            .idle_timeout
-                            .unwrap_or(http1_pool::DEFAULT_IDLE_TIMEOUT),
-                    },
-                );
-        }
-        Ok((sender, upstream))
+        let id = Http2Shared::next_id();
+        // Shared before its task can retire it. This request is the connection's first.
+        let connection = (sender, upstream);
+        self.http2
+            .share(endpoint, &connection, id, &target.pool, opened);
+        let end_of_life = target.pool.max_connection_duration().map(|d| opened + d);
+        let shared = Arc::downgrade(&self.http2);
+        tokio::spawn(async move {
+            // At its maximum duration, no longer shared: with its last sender gone it takes no
+            // new stream and closes once the streams in flight end.
+            let retire = || {
+                if let Some(shared) = shared.upgrade() {
+                    shared.retire(endpoint, id);
+                }
+            };
+            if let Err(e) = run_until_retired(conn, end_of_life, retire).await {
+                tracing::debug!(%endpoint, error = %e, "HTTP/2 connection ended");
+            }
+        });
+        Ok(connection)
     }
 
     fn before_sending(&self, target: &Target, endpoint: SocketAddr, e: TunnelError) -> SendError {
@@ -471,6 +444,25 @@ impl Routed {
 enum Http1Error {
     Tunnel(TunnelError),
     Hyper(hyper::Error),
+}
+
+/// Drives an HTTP connection to its end; when it reaches `end_of_life` first, calls `retire`
+/// (which stops handing it out, so it closes once idle) and goes on driving it, so requests in
+/// flight finish normally.
+async fn run_until_retired<F: Future>(
+    conn: F,
+    end_of_life: Option<Instant>,
+    retire: impl FnOnce(),
+) -> F::Output {
+    let Some(at) = end_of_life else {
+        return conn.await;
+    };
+    tokio::pin!(conn);
+    tokio::select! {
+        ended = &mut conn => return ended,
+        () = tokio::time::sleep_until(at.into()) => retire(),
+    }
+    conn.await
 }
 
 /// Opens a tunnel within the destination's `connectionPool.tcp.connectTimeout`.

@@ -41,11 +41,21 @@
 //! `tcp.tcpKeepalive` (HBONE connections send HTTP/2 PINGs every 10 s instead),
 //! `http.h2UpgradePolicy` and `useClientProtocol` (a service port's declared protocol picks
 //! HTTP/1.1 or HTTP/2), `http.maxConcurrentStreams` (the HBONE pool caps streams per
-//! connection at the peer's limit). Not yet applied, and listed so nobody relies on them:
-//! `tcp.maxConnectionDuration`, `tcp.idleTimeout` (raw tunnels stay open while used) and
+//! connection at the peer's limit). Not yet applied, and listed so nobody relies on it:
 //! `retries.retryRemoteLocalities` (retries may go to any locality the balancer offers).
+//!
 //! mesh-client applies `tcp.connectTimeout`, `tcp.maxConnections`, the `http` limits,
-//! `maxRequestsPerConnection` and `http.idleTimeout`.
+//! `maxRequestsPerConnection` and `http.idleTimeout`, and:
+//!
+//! - `tcp.idleTimeout` ([`ConnectionPoolSettings::tcp_idle_timeout`]; one hour when unset,
+//!   `0s` switches it off, as istiod allows): a raw tunnel (`Mesh::connect`) with no byte sent
+//!   or received either way for that long is reset, and its reads and writes fail naming the
+//!   setting. Kept HTTP connections use it as their idle timeout when `http.idleTimeout` is
+//!   unset, as istiod does ([`ConnectionPoolSettings::http_idle_timeout`]).
+//! - `tcp.maxConnectionDuration` ([`ConnectionPoolSettings::max_connection_duration`]; no limit
+//!   when unset): a raw tunnel is reset at that age, busy or not; a kept HTTP/1.1 or HTTP/2
+//!   connection is no longer handed out at that age and closes once the requests in flight on
+//!   it are answered (at once when idle).
 //!
 //! # Defaults
 //!

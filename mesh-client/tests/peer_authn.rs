@@ -144,7 +144,7 @@ async fn permissive_serves_plaintext_and_hbone_on_one_port() {
     limited(async {
         let dir = tempfile::tempdir().unwrap();
         let policies = peer_authn("default", "{ mtls: { mode: PERMISSIVE } }");
-        let (_inventory, server) =
+        let (inventory, server) =
             inventory(dir.path(), 0, &policies, "", InboundApp::Http(app())).await;
         let (status, body) = plain_get(server.local_addr(), "/plain").await.unwrap();
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -155,6 +155,38 @@ async fn permissive_serves_plaintext_and_hbone_on_one_port() {
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body, format!("{ORDERS} identity=true /mesh"));
         assert_eq!(server.plaintext_refused(), 0);
+
+        // Both requests are in Istio's metrics at the destination: the plaintext one without
+        // a source principal and with connection_security_policy="none".
+        let requests: Vec<String> = inventory
+            .telemetry()
+            .encode_classic()
+            .lines()
+            .filter(|l| l.starts_with("istio_requests_total{"))
+            .filter(|l| l.contains("reporter=\"destination\"") && l.ends_with(" 1"))
+            .map(str::to_owned)
+            .collect();
+        let plain = requests
+            .iter()
+            .filter(|l| l.contains("connection_security_policy=\"none\""))
+            .collect::<Vec<_>>();
+        assert_eq!(plain.len(), 1, "{requests:#?}");
+        assert!(
+            plain[0].contains("source_principal=\"unknown\""),
+            "{}",
+            plain[0]
+        );
+        assert!(plain[0].contains("response_code=\"200\""), "{}", plain[0]);
+        let mtls = requests
+            .iter()
+            .filter(|l| l.contains("connection_security_policy=\"mutual_tls\""))
+            .collect::<Vec<_>>();
+        assert_eq!(mtls.len(), 1, "{requests:#?}");
+        assert!(
+            mtls[0].contains(&format!("source_principal=\"{ORDERS}\"")),
+            "{}",
+            mtls[0]
+        );
         assert_eq!(server.shutdown().await, 0);
     })
     .await;

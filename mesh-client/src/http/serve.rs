@@ -204,19 +204,21 @@ impl HttpService {
 
     /// Serves one plaintext TCP connection (a peer without mTLS, admitted by peer
     /// authentication) until it ends. Requests carry an [`InboundPeer`] without principal and
-    /// no [`PeerIdentity`].
+    /// no [`PeerIdentity`]; `observe` records them as HBONE requests are, with no source
+    /// principal and `connection_security_policy="none"`.
     pub(crate) async fn serve_plaintext(
         &self,
         stream: tokio::net::TcpStream,
         peer: InboundPeer,
         drain: CancellationToken,
+        observe: Option<InboundHttp>,
     ) {
         let task = tokio::spawn(serve_connection(
             self.call.clone(),
             stream,
             (None, peer),
             drain,
-            None,
+            observe.map(Arc::new),
         ));
         if let Err(e) = task.await {
             tracing::warn!(error = %e, "HTTP service task panicked or was cancelled");

@@ -16,7 +16,9 @@
 //!   `source.principal`) and its bytes are forwarded there; otherwise an
 //!   [`InboundApp::Http`](super::InboundApp::Http) application serves it, each request
 //!   carrying an [`InboundPeer`] without principal (and no
-//!   [`PeerIdentity`](crate::http::PeerIdentity)) and authorized at L7 like any other.
+//!   [`PeerIdentity`](crate::http::PeerIdentity)) and authorized at L7 like any other, and
+//!   recorded in Istio's metrics and the access log like any other (no source principal,
+//!   `connection_security_policy="none"`).
 //!   An [`InboundApp::Connections`](super::InboundApp::Connections) handler gets the raw
 //!   connection (principal `None`) after the same L4 authorization. DISABLE accepts HBONE
 //!   too, as ztunnel does. Plaintext connections with nothing to serve them (only
@@ -111,8 +113,16 @@ impl PlaintextDelivery {
             return None;
         };
         let peer = InboundPeer::plaintext(peer_addr, connection.local_addr);
+        let observe = self.telemetry.as_ref().map(|t| {
+            crate::observe::http::InboundHttp::new(
+                t.clone(),
+                None,
+                peer_addr,
+                &::http::HeaderMap::new(),
+            )
+        });
         Some(Box::pin(async move {
-            http.serve_plaintext(connection.stream, peer, connection.drain)
+            http.serve_plaintext(connection.stream, peer, connection.drain, observe)
                 .await;
         }))
     }

@@ -81,7 +81,8 @@ type LastFlow = (Box<str>, RequestProtocol, Arc<FlowRecorder>);
 /// What one tunnel's HTTP requests share: the peer and the telemetry to record into.
 pub(crate) struct InboundHttp {
     telemetry: Telemetry,
-    peer: SpiffeId,
+    /// `None` for a plaintext peer (admitted by a PERMISSIVE or DISABLE PeerAuthentication).
+    peer: Option<SpiffeId>,
     peer_addr: SocketAddr,
     baggage: Option<HeaderValue>,
     tunnel_trace: Option<TraceContext>,
@@ -93,7 +94,7 @@ impl InboundHttp {
     /// The context of a tunnel from `peer` whose CONNECT carried `headers`.
     pub(crate) fn new(
         telemetry: Telemetry,
-        peer: SpiffeId,
+        peer: Option<SpiffeId>,
         peer_addr: SocketAddr,
         headers: &HeaderMap,
     ) -> Self {
@@ -122,7 +123,7 @@ impl InboundHttp {
             Reporter::Destination,
             protocol,
             host,
-            Some(&self.peer),
+            self.peer.as_ref(),
             self.baggage.as_ref(),
         );
         *last = Some((host.into(), protocol, flow.clone()));
@@ -149,7 +150,7 @@ impl InboundHttp {
                 protocol: version_name(request.version()),
                 authority: Some(authority(request).to_owned()),
                 downstream_remote_address: Some(self.peer_addr),
-                downstream_peer_principal: Some(self.peer.as_str().to_owned()),
+                downstream_peer_principal: self.peer.as_ref().map(|p| p.as_str().to_owned()),
                 trace_id: Some(context.trace_id()),
                 user_agent: header_text(request.headers(), header::USER_AGENT),
                 request_id: header_text(
@@ -169,7 +170,9 @@ impl InboundHttp {
                 span.attr("server.address", authority(request));
                 span.attr("client.address", self.peer_addr.ip().to_string());
                 span.attr("client.port", i64::from(self.peer_addr.port()));
-                span.attr("mesh.peer.principal", self.peer.as_str());
+                if let Some(peer) = &self.peer {
+                    span.attr("mesh.peer.principal", peer.as_str());
+                }
                 span
             });
         request.extensions_mut().insert(context);

@@ -3,7 +3,8 @@
 //! Label values follow Istio's conventions so existing dashboards and Kiali read them
 //! unchanged: `unknown` for what is not known, principals as full `spiffe://` URIs, canonical
 //! service and revision from the same workload labels Istio reads, `connection_security_policy`
-//! `mutual_tls` on the destination side (every HBONE connection is mutual TLS) and `unknown` on
+//! `mutual_tls` on the destination side (every HBONE connection is mutual TLS; `none` for a
+//! plaintext peer admitted by PERMISSIVE peer authentication) and `unknown` on
 //! the source side, as Istio reports it.
 //!
 //! The peer's side comes from the W3C `baggage` header ztunnel exchanges (on the CONNECT for the
@@ -310,6 +311,9 @@ pub(crate) struct FlowLabels {
 impl FlowLabels {
     fn security(&self) -> &'static str {
         match self.reporter {
+            // Only a plaintext peer (admitted by PERMISSIVE peer authentication) reaches the
+            // destination without a principal: every HBONE connection is mutual TLS.
+            Reporter::Destination if self.source.principal == UNKNOWN => "none",
             Reporter::Destination => "mutual_tls",
             Reporter::Source => UNKNOWN,
         }

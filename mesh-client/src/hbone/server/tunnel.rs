@@ -156,7 +156,7 @@ pub(crate) async fn handle(
             let observe = shared.config.telemetry.as_ref().map(|t| {
                 crate::observe::http::InboundHttp::new(
                     t.clone(),
-                    conn.peer.clone(),
+                    Some(conn.peer.clone()),
                     conn.peer_addr,
                     request.headers(),
                 )

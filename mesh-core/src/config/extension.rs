@@ -19,12 +19,15 @@
 //!       include_additional_headers_in_check: { x-mesh: inventory }
 //!       headers_to_upstream_on_allow: [x-user-id]
 //!       headers_to_downstream_on_deny: [x-reason, "www-*"]
+//!       include_request_body_in_check: { max_request_bytes: 8192, allow_partial_message: true }
 //! ```
 //!
 //! Header lists take Istio's patterns: `abc` (exact), `abc*` (prefix), `*abc` (suffix),
 //! compared without regard to case as header names are. `headers_to_downstream_on_allow` adds
-//! headers of an allowing answer to the response. `include_request_body_in_check` and the
-//! gRPC provider kind are refused as not supported rather than ignored.
+//! headers of an allowing answer to the response. `include_request_body_in_check` sends the
+//! request body (up to `max_request_bytes`, which is required) as the check request's body;
+//! see [`ExtAuthzBodyConfig`]. The gRPC provider kind is refused as not supported rather than
+//! ignored.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -32,6 +35,10 @@ use serde::{Deserialize, Deserializer};
 
 use super::ConfigError;
 use crate::traffic::parse_duration;
+
+mod body;
+
+pub use body::{ExtAuthzBodyConfig, ExtAuthzBodySettings};
 
 /// Istio's default limit on one check (`timeout` unset).
 pub const DEFAULT_EXT_AUTHZ_TIMEOUT: Duration = Duration::from_secs(600);
@@ -108,9 +115,10 @@ pub struct ExtAuthzHttpConfig {
     /// Headers of the authorizer's 200 answer added to the response the caller gets.
     #[serde(default)]
     pub headers_to_downstream_on_allow: Vec<String>,
-    /// Not supported (refused).
+    /// Send the request body to the authorizer (buffered up to a limit); unset: the check
+    /// request has an empty body and the request body streams to the application untouched.
     #[serde(default)]
-    pub include_request_body_in_check: Option<Present>,
+    pub include_request_body_in_check: Option<ExtAuthzBodyConfig>,
 }
 
 /// A header-name pattern of Istio's extension provider lists, lowercase.
@@ -176,6 +184,8 @@ pub struct ExtAuthzHttpSettings {
     pub headers_to_downstream_on_deny: Vec<HeaderPattern>,
     /// Headers of a 200 answer added to the response (appended).
     pub headers_to_downstream_on_allow: Vec<HeaderPattern>,
+    /// Whether, and how much of, the request body is sent in the check (`None`: not sent).
+    pub body: Option<ExtAuthzBodySettings>,
 }
 
 fn is_token(name: &str) -> bool {
@@ -263,12 +273,11 @@ fn resolve_http(
     path: &str,
     config: &ExtAuthzHttpConfig,
 ) -> Result<ExtAuthzHttpSettings, ConfigError> {
-    if config.include_request_body_in_check.is_some() {
-        return Err(unsupported(
-            format!("{path}.include_request_body_in_check"),
-            "request bodies are not sent to the authorizer; decide on headers, or remove the field",
-        ));
-    }
+    let body = config
+        .include_request_body_in_check
+        .as_ref()
+        .map(|b| body::resolve_body(&format!("{path}.include_request_body_in_check"), b))
+        .transpose()?;
     let authority = resolve_authority(path, config)?;
     let timeout = match &config.timeout {
         None => DEFAULT_EXT_AUTHZ_TIMEOUT,
@@ -349,6 +358,7 @@ fn resolve_http(
             &format!("{path}.headers_to_downstream_on_allow"),
             &config.headers_to_downstream_on_allow,
         )?,
+        body,
     })
 }
 
@@ -458,6 +468,7 @@ extension_providers:
         )
         .unwrap();
         let opa = &list[0].http;
+        assert_eq!(opa.body, None);
         assert_eq!(opa.authority, "authz.local:9000");
         assert_eq!(opa.timeout, DEFAULT_EXT_AUTHZ_TIMEOUT);
         assert_eq!(opa.status_on_error, 403);
@@ -522,8 +533,12 @@ extension_providers:
                 "extension_providers[0].envoy_ext_authz_http.headers_to_upstream_on_allow[0]",
             ),
             (
-                "{ name: a, envoy_ext_authz_http: { service: x, port: 1, include_request_body_in_check: { max_request_bytes: 10 } } }",
-                "extension_providers[0].envoy_ext_authz_http.include_request_body_in_check",
+                "{ name: a, envoy_ext_authz_http: { service: x, port: 1, include_request_body_in_check: { allow_partial_message: true } } }",
+                "extension_providers[0].envoy_ext_authz_http.include_request_body_in_check.max_request_bytes",
+            ),
+            (
+                "{ name: a, envoy_ext_authz_http: { service: x, port: 1, include_request_body_in_check: { max_request_bytes: 0 } } }",
+                "extension_providers[0].envoy_ext_authz_http.include_request_body_in_check.max_request_bytes",
             ),
             (
                 "{ name: a, envoy_ext_authz_grpc: { service: x, port: 1 } }",

@@ -51,8 +51,9 @@ pub use admin::{
 };
 pub use error::ConfigError;
 pub use extension::{
-    DEFAULT_EXT_AUTHZ_TIMEOUT, DEFAULT_STATUS_ON_ERROR, ExtAuthzHttpConfig, ExtAuthzHttpSettings,
-    ExtensionProvider, ExtensionProviderConfig, HeaderPattern, Present,
+    DEFAULT_EXT_AUTHZ_TIMEOUT, DEFAULT_STATUS_ON_ERROR, ExtAuthzBodyConfig, ExtAuthzBodySettings,
+    ExtAuthzHttpConfig, ExtAuthzHttpSettings, ExtensionProvider, ExtensionProviderConfig,
+    HeaderPattern, Present,
 };
 pub use health::{HealthCheckSection, Probe, ProbeKindConfig, ServiceHealthCheck};
 pub use resolved::{

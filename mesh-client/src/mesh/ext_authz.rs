@@ -5,7 +5,8 @@
 //! plain TCP (one pooled hyper client for every provider): the original method, the
 //! provider's `path_prefix` followed by the original path and query, the original `Host`,
 //! `Authorization` and the headers `include_request_headers_in_check` names, plus the fixed
-//! `include_additional_headers_in_check`, and an empty body. Then, as Envoy:
+//! `include_additional_headers_in_check`, and an empty body (see below for the body). Then,
+//! as Envoy:
 //!
 //! - **200** allows; the answer's headers named by `headers_to_upstream_on_allow` replace
 //!   the request's (none by default), those named by `headers_to_downstream_on_allow` are
@@ -15,6 +16,19 @@
 //! - **any other status** denies: the caller gets that status, the authorizer's body (up to
 //!   64 KiB) and its headers named by `headers_to_downstream_on_deny` (all but `host` and
 //!   framing headers when the list is empty; `www-authenticate` and `location` always).
+//!
+//! A provider with `include_request_body_in_check` gets the request body too, as Envoy's
+//! `with_request_body`: the body is read up to `max_request_bytes` (never more is held for
+//! the check) and the check request carries those bytes with their `Content-Length` and
+//! `x-envoy-auth-partial-body: true` when the request body goes on past them (`false` when
+//! the check holds all of it; a caller's own header of that name is replaced). A larger body
+//! is answered **413** without asking the authorizer unless `allow_partial_message`, even
+//! when `fail_open` (a `Content-Length` over the limit is refused before reading). After an
+//! allowing answer the application receives the whole body unchanged: the bytes read are
+//! replayed before the rest (see [`body`]). Providers without the setting, and requests
+//! without a CUSTOM policy naming one, stream their body untouched. `pack_as_bytes` shapes
+//! the gRPC check message only and has no effect on an HTTP provider, which receives the
+//! bytes as they are.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -22,12 +36,23 @@ use bytes::Bytes;
 use http::{
     HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header, request::Parts,
 };
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
-use mesh_core::config::{ExtAuthzHttpSettings, ExtensionProvider, HeaderPattern};
+use mesh_core::config::{
+    ExtAuthzBodySettings, ExtAuthzHttpSettings, ExtensionProvider, HeaderPattern,
+};
+
+mod body;
+
+pub(crate) use body::Buffered;
+use body::CheckBody;
+
+/// The header telling the authorizer whether the check's body is only the start of the
+/// request body (Envoy's name).
+pub(crate) const PARTIAL_BODY_HEADER: &str = "x-envoy-auth-partial-body";
 
 /// The largest denial body passed on to the caller.
 const MAX_DENY_BODY: usize = 64 * 1024;
@@ -67,12 +92,20 @@ pub(crate) enum CheckOutcome {
         /// For logs: what happened.
         why: String,
     },
+    /// The authorizer was not asked: the request body is larger than the provider accepts
+    /// (413), whatever `fail_open` says.
+    TooLarge {
+        /// The answer.
+        response: Response<Bytes>,
+        /// For logs: what happened.
+        why: String,
+    },
 }
 
 /// The configured providers and the client that reaches them.
 pub(crate) struct ExtAuthz {
     providers: HashMap<String, ExtAuthzHttpSettings>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpConnector, CheckBody>,
 }
 
 impl ExtAuthz {
@@ -92,8 +125,19 @@ impl ExtAuthz {
         }
     }
 
-    /// Asks provider `name` about the request described by `parts`.
-    pub(crate) async fn check(&self, name: &str, parts: &Parts) -> CheckOutcome {
+    /// The body settings of provider `name`, when it wants the request body.
+    pub(crate) fn body_settings(&self, name: &str) -> Option<ExtAuthzBodySettings> {
+        self.providers.get(name).and_then(|s| s.body)
+    }
+
+    /// Asks provider `name` about the request described by `parts`, with `body` (read for
+    /// the providers that want it) when the provider wants the body.
+    pub(crate) async fn check(
+        &self,
+        name: &str,
+        parts: &Parts,
+        body: Option<&Buffered>,
+    ) -> CheckOutcome {
         let Some(settings) = self.providers.get(name) else {
             // Loading refuses policies naming unknown providers; fail closed all the same.
             return CheckOutcome::Deny {
@@ -101,7 +145,19 @@ impl ExtAuthz {
                 why: format!("provider {name:?} is not configured"),
             };
         };
-        let request = match check_request(settings, parts) {
+        let check_body = match (settings.body, body) {
+            (Some(wanted), Some(read)) => {
+                if !wanted.allow_partial_message && read.longer_than(wanted.max_request_bytes) {
+                    let (response, why) = too_large(name, wanted.max_request_bytes);
+                    return CheckOutcome::TooLarge { response, why };
+                }
+                Some(read.check_body(wanted.max_request_bytes))
+            }
+            // The caller read nothing: the request has no body to show.
+            (Some(_), None) => Some(CheckBody::empty()),
+            (None, _) => None,
+        };
+        let request = match check_request(settings, parts, check_body) {
             Ok(request) => request,
             Err(why) => return failed(settings, why),
         };
@@ -154,6 +210,21 @@ impl ExtAuthz {
     }
 }
 
+/// The 413 answered when the body is over `max` bytes and partial messages are refused,
+/// and why (for logs).
+pub(crate) fn too_large(name: &str, max: usize) -> (Response<Bytes>, String) {
+    let mut response = Response::new(Bytes::from_static(b"Payload Too Large"));
+    *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    let why = format!(
+        "the request body is larger than provider {name:?}'s max_request_bytes ({max}) and \
+         allow_partial_message is false"
+    );
+    (response, why)
+}
+
 /// The provider could not answer: `fail_open` decides.
 fn failed(settings: &ExtAuthzHttpSettings, why: String) -> CheckOutcome {
     if settings.fail_open {
@@ -202,11 +273,16 @@ fn copy_denial_headers(settings: &ExtAuthzHttpSettings, from: &HeaderMap, to: &m
     }
 }
 
-/// The check request for `parts` as Envoy's HTTP ext_authz client builds it.
+/// The check request for `parts` as Envoy's HTTP ext_authz client builds it, with `body`
+/// when the provider wants the request body.
 fn check_request(
     settings: &ExtAuthzHttpSettings,
     parts: &Parts,
-) -> Result<Request<Full<Bytes>>, String> {
+    body: Option<CheckBody>,
+) -> Result<Request<CheckBody>, String> {
+    let framing = body
+        .as_ref()
+        .map(|b| (b.len(), if b.partial() { "true" } else { "false" }));
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let uri = format!(
         "http://{}{}{}",
@@ -215,7 +291,7 @@ fn check_request(
     let mut request = Request::builder()
         .method(parts.method.clone())
         .uri(&uri)
-        .body(Full::new(Bytes::new()))
+        .body(body.unwrap_or_else(CheckBody::empty))
         .map_err(|e| format!("cannot build the check request for {uri:?}: {e}"))?;
     let headers = request.headers_mut();
     for (name, value) in &parts.headers {
@@ -245,6 +321,13 @@ fn check_request(
         ) {
             headers.insert(name, value);
         }
+    }
+    if let Some((len, partial)) = framing {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        headers.insert(PARTIAL_BODY_HEADER, HeaderValue::from_static(partial));
+    } else {
+        // Envoy sets it only for body checks; a caller's own never reaches the authorizer.
+        headers.remove(PARTIAL_BODY_HEADER);
     }
     Ok(request)
 }
@@ -279,7 +362,7 @@ mod tests {
             .body(())
             .unwrap()
             .into_parts();
-        let check = check_request(&s, &parts).unwrap();
+        let check = check_request(&s, &parts, None).unwrap();
         assert_eq!(check.method(), http::Method::POST);
         assert_eq!(check.uri().to_string(), "http://127.0.0.1:9/ext/stock?id=1");
         let h = check.headers();

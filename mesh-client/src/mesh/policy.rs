@@ -15,7 +15,7 @@ use mesh_policy::{
 
 use super::{
     MeshError,
-    ext_authz::{CheckOutcome, ExtAuthz},
+    ext_authz::{Buffered, CheckOutcome, ExtAuthz},
 };
 use crate::{
     hbone::{InboundRequest, Verdict},
@@ -308,9 +308,24 @@ impl Policies {
                 Err(Box::new(response))
             }
             AuthzVerdict::AskProviders(delegations) => {
+                let providers = delegations.iter().map(|d| d.provider);
+                let body = match self.read_body_for_checks(providers, &parts, body).await {
+                    Ok(body) => body,
+                    Err((why, response)) => {
+                        if let Some(first) = delegations.first() {
+                            self.record_custom(false, &first.policy.to_string());
+                        }
+                        tracing::info!(peer = %shown(&peer), reason = %why, "HTTP request refused before the external authorizer");
+                        return Err(response);
+                    }
+                };
                 for delegation in delegations {
                     let policy = delegation.policy.to_string();
-                    match self.ext_authz.check(delegation.provider, &parts).await {
+                    match self
+                        .ext_authz
+                        .check(delegation.provider, &parts, body.read())
+                        .await
+                    {
                         CheckOutcome::Allow {
                             upstream,
                             downstream,
@@ -344,19 +359,109 @@ impl Policies {
                             );
                             return Err(Box::new(response));
                         }
+                        CheckOutcome::TooLarge { mut response, why } => {
+                            self.record_custom(false, &policy);
+                            tracing::info!(
+                                peer = %shown(&peer),
+                                provider = delegation.provider,
+                                %policy,
+                                reason = %why,
+                                "HTTP request refused: body too large for the external authorizer"
+                            );
+                            response
+                                .extensions_mut()
+                                .insert(crate::observe::http::PolicyNote(format!(
+                                    "deny: CUSTOM ({policy}, {why})"
+                                )));
+                            return Err(Box::new(response));
+                        }
                     }
                 }
                 if let Some(first) = delegations.first() {
                     self.record_custom(true, &first.policy.to_string());
                 }
                 self.check_limits(&subject).await?;
+                let body = match body {
+                    BodyForChecks::Untouched(body) => body,
+                    BodyForChecks::Read(read) => read.into_incoming().await.map_err(|why| {
+                        tracing::warn!(reason = %why, "cannot hand the checked request body on");
+                        Box::new(answer(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
+                    })?,
+                };
                 Ok(Request::from_parts(parts, body))
             }
         }
     }
 }
 
+/// The request body around CUSTOM checks.
+enum BodyForChecks {
+    /// No provider asked wants the body: it streams on untouched.
+    Untouched(Incoming),
+    /// Its start was read for the checks.
+    Read(Buffered),
+}
+
+impl BodyForChecks {
+    fn read(&self) -> Option<&Buffered> {
+        match self {
+            Self::Untouched(_) => None,
+            Self::Read(read) => Some(read),
+        }
+    }
+}
+
 impl Policies {
+    /// Reads as much of `body` as the `providers` that include the body in their checks
+    /// need (none: untouched). A `Content-Length` over the limit of a provider refusing
+    /// partial messages is answered 413 before reading; a body that fails while being read
+    /// is answered 400.
+    async fn read_body_for_checks<'a>(
+        &self,
+        providers: impl Iterator<Item = &'a str>,
+        parts: &http::request::Parts,
+        body: Incoming,
+    ) -> Result<BodyForChecks, (String, Box<Response<Bytes>>)> {
+        let wanted: Vec<_> = providers
+            .filter_map(|p| self.ext_authz.body_settings(p).map(|s| (p, s)))
+            .collect();
+        // One byte past the limit tells a body of exactly the limit from a larger one.
+        let Some(limit) = wanted
+            .iter()
+            .map(|(_, s)| s.max_request_bytes.saturating_add(usize::from(!s.allow_partial_message)))
+            .max()
+        else {
+            return Ok(BodyForChecks::Untouched(body));
+        };
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if let Some(declared) = declared {
+            for (provider, s) in &wanted {
+                if !s.allow_partial_message && declared > s.max_request_bytes as u64 {
+                    let (mut response, why) =
+                        super::ext_authz::too_large(provider, s.max_request_bytes);
+                    response
+                        .extensions_mut()
+                        .insert(crate::observe::http::PolicyNote(format!(
+                            "deny: CUSTOM ({why})"
+                        )));
+                    return Err((why, Box::new(response)));
+                }
+            }
+        }
+        Buffered::read(body, limit)
+            .await
+            .map(BodyForChecks::Read)
+            .map_err(|e| {
+                (
+                    format!("reading the request body for the external authorizer: {e}"),
+                    Box::new(answer(StatusCode::BAD_REQUEST, "bad request body")),
+                )
+            })
+    }
+
     /// Applies the local, then the global rate limit: 429 with `retry-after` and
     /// `x-ratelimit-*` when either refuses (500 when Redis is down and the mode is closed).
     async fn check_limits(&self, subject: &AuthzRequest) -> Result<(), Box<Response<Bytes>>> {

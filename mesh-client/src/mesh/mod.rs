@@ -24,7 +24,10 @@
 //!   authorizer with Envoy `ext_authz` semantics: 200 allows (copying
 //!   `headers_to_upstream_on_allow` into the request), another status denies with the
 //!   authorizer's status, body and `headers_to_downstream_on_deny`, and a timeout, connection
-//!   error or 5xx applies `fail_open` or `status_on_error` (default 403). Raw TCP tunnels have
+//!   error or 5xx applies `fail_open` or `status_on_error` (default 403). A provider with
+//!   `include_request_body_in_check` also gets the body up to `max_request_bytes` (a larger
+//!   one is answered 413 unless `allow_partial_message`); the application still receives the
+//!   whole body. Raw TCP tunnels have
 //!   no request to send, so CUSTOM policies deny them (401).
 //! - **PeerAuthentication** decides what happens to peers that connect to the HBONE port
 //!   without mTLS. The listener tells TLS from plaintext by the first bytes. STRICT refuses

@@ -376,6 +376,24 @@ mod tests {
     }
 
     #[test]
+    fn partial_body_header_is_ours_only() {
+        let s =
+            settings("{ service: a, port: 1, include_request_headers_in_check: ['x-envoy-*'] }");
+        let (parts, ()) = Request::post("http://inventory/")
+            .header(PARTIAL_BODY_HEADER, "false")
+            .body(())
+            .unwrap()
+            .into_parts();
+        // No body setting: a caller's header of that name never reaches the authorizer.
+        let check = check_request(&s, &parts, None).unwrap();
+        assert!(!check.headers().contains_key(PARTIAL_BODY_HEADER));
+        // An empty check body: whole, zero length.
+        let check = check_request(&s, &parts, Some(CheckBody::empty())).unwrap();
+        assert_eq!(check.headers()[PARTIAL_BODY_HEADER], "false");
+        assert_eq!(check.headers()[header::CONTENT_LENGTH], "0");
+    }
+
+    #[test]
     fn denial_headers_follow_the_list() {
         let mut from = HeaderMap::new();
         from.insert("x-reason", HeaderValue::from_static("no"));

@@ -428,7 +428,10 @@ impl Policies {
         // One byte past the limit tells a body of exactly the limit from a larger one.
         let Some(limit) = wanted
             .iter()
-            .map(|(_, s)| s.max_request_bytes.saturating_add(usize::from(!s.allow_partial_message)))
+            .map(|(_, s)| {
+                s.max_request_bytes
+                    .saturating_add(usize::from(!s.allow_partial_message))
+            })
             .max()
         else {
             return Ok(BodyForChecks::Untouched(body));

@@ -22,7 +22,7 @@ use std::{hint::black_box, net::SocketAddr, sync::Arc, time::Duration};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use mesh_core::{
     balance::{HashKey, MaglevConfig, PickContext, Policy, PriorityConfig, RingHashConfig},
-    clock::{Clock, SystemClock},
+    clock::{Clock, SystemClock, Timestamp},
     model::Endpoint,
     resilience::{
         CircuitBreaker, Limits, Outcome, OutlierConfig, OutlierDetector, ResourceKind, RetryBudget,
@@ -168,59 +168,37 @@ fn bookkeeping(c: &mut Criterion) {
     // `SystemClock::timestamp`): count it in the retry budget, hold a request permit, record
     // its outcome for outlier detection. Time advances 50 us per request.
     let mut request_time = now;
+    // One request's bookkeeping at `now`; with `deadline`, also the check a client makes to
+    // know when the detector's timers are due.
+    let mut one_request = |now: Timestamp, deadline: bool| {
+        budget.record_request(now);
+        let permit = breaker
+            .try_acquire(ResourceKind::Request)
+            .expect("unlimited");
+        i = if i + 1 == hosts.len() { 0 } else { i + 1 };
+        let event = detector.record(hosts[i], Outcome::Http(200), now);
+        if deadline && now >= detector.next_deadline() {
+            black_box(detector.tick(now));
+        }
+        drop(permit);
+        // As a client does: an ejection goes on to the balancer.
+        if let Some(event) = event {
+            black_box(event);
+        }
+    };
     group.bench_function("budget+breaker+outlier", |b| {
         b.iter(|| {
             request_time = request_time + Duration::from_micros(50);
-            let now = black_box(request_time);
-            budget.record_request(now);
-            let permit = breaker
-                .try_acquire(ResourceKind::Request)
-                .expect("unlimited");
-            i = if i + 1 == hosts.len() { 0 } else { i + 1 };
-            let event = detector.record(hosts[i], Outcome::Http(200), now);
-            drop(permit);
-            // As a client does: an ejection goes on to the balancer.
-            if let Some(event) = event {
-                black_box(event);
-            }
+            one_request(black_box(request_time), false);
         });
     });
     // The same with a clock read of its own, as if no timestamp were at hand.
     group.bench_function("budget+breaker+outlier+clock_read", |b| {
-        b.iter(|| {
-            let now = SystemClock.now();
-            budget.record_request(now);
-            let permit = breaker
-                .try_acquire(ResourceKind::Request)
-                .expect("unlimited");
-            i = if i + 1 == hosts.len() { 0 } else { i + 1 };
-            let event = detector.record(hosts[i], Outcome::Http(200), now);
-            drop(permit);
-            // As a client does: an ejection goes on to the balancer.
-            if let Some(event) = event {
-                black_box(event);
-            }
-        });
+        b.iter(|| one_request(SystemClock.now(), false));
     });
-    // The same, plus the check a client makes to know when the detector's timers are due.
+    // The same, plus the deadline check.
     group.bench_function("budget+breaker+outlier+deadline", |b| {
-        b.iter(|| {
-            let now = SystemClock.now();
-            budget.record_request(now);
-            let permit = breaker
-                .try_acquire(ResourceKind::Request)
-                .expect("unlimited");
-            i = if i + 1 == hosts.len() { 0 } else { i + 1 };
-            let event = detector.record(hosts[i], Outcome::Http(200), now);
-            if now >= detector.next_deadline() {
-                black_box(detector.tick(now));
-            }
-            drop(permit);
-            // As a client does: an ejection goes on to the balancer.
-            if let Some(event) = event {
-                black_box(event);
-            }
-        });
+        b.iter(|| one_request(SystemClock.now(), true));
     });
     // Each state machine alone, at a fixed time (no clock read).
     let now = SystemClock.now();

@@ -139,6 +139,38 @@ impl Policies {
         }
     }
 
+    /// A request a CUSTOM policy refused: counted, logged and noted for the access log;
+    /// `asked` says whether the authorizer answered (Envoy's `UAEX` flag) or the request was
+    /// refused before asking it (a body too large for the provider).
+    fn refused_by_custom(
+        &self,
+        mut response: Response<Bytes>,
+        why: &str,
+        policy: &str,
+        peer: &InboundPeer,
+        provider: &str,
+        asked: bool,
+    ) -> Box<Response<Bytes>> {
+        self.record_custom(false, policy);
+        let what = if asked {
+            "HTTP request denied by the external authorizer"
+        } else {
+            "HTTP request refused: body too large for the external authorizer"
+        };
+        tracing::info!(peer = %shown(peer), provider, %policy, reason = %why, "{what}");
+        response
+            .extensions_mut()
+            .insert(crate::observe::http::PolicyNote(format!(
+                "deny: CUSTOM ({policy}, {why})"
+            )));
+        if asked {
+            response
+                .extensions_mut()
+                .insert(crate::observe::ResponseFlags::UNAUTHORIZED_EXTERNAL_SERVICE);
+        }
+        Box::new(response)
+    }
+
     /// Counts a rate-limit refusal and flags the answer as Envoy does (`RL`, or `RLSE` when
     /// the limiter failed closed).
     fn limited(&self, mut response: Box<Response<Bytes>>, global: bool) -> Box<Response<Bytes>> {
@@ -340,40 +372,25 @@ impl Policies {
                                 add.0.extend(downstream);
                             }
                         }
-                        CheckOutcome::Deny { mut response, why } => {
-                            self.record_custom(false, &policy);
-                            tracing::info!(
-                                peer = %shown(&peer),
-                                provider = delegation.provider,
-                                %policy,
-                                reason = %why,
-                                "HTTP request denied by the external authorizer"
-                            );
-                            response
-                                .extensions_mut()
-                                .insert(crate::observe::http::PolicyNote(format!(
-                                    "deny: CUSTOM ({policy}, {why})"
-                                )));
-                            response.extensions_mut().insert(
-                                crate::observe::ResponseFlags::UNAUTHORIZED_EXTERNAL_SERVICE,
-                            );
-                            return Err(Box::new(response));
+                        CheckOutcome::Deny { response, why } => {
+                            return Err(self.refused_by_custom(
+                                response,
+                                &why,
+                                &policy,
+                                &peer,
+                                delegation.provider,
+                                true,
+                            ));
                         }
-                        CheckOutcome::TooLarge { mut response, why } => {
-                            self.record_custom(false, &policy);
-                            tracing::info!(
-                                peer = %shown(&peer),
-                                provider = delegation.provider,
-                                %policy,
-                                reason = %why,
-                                "HTTP request refused: body too large for the external authorizer"
-                            );
-                            response
-                                .extensions_mut()
-                                .insert(crate::observe::http::PolicyNote(format!(
-                                    "deny: CUSTOM ({policy}, {why})"
-                                )));
-                            return Err(Box::new(response));
+                        CheckOutcome::TooLarge { response, why } => {
+                            return Err(self.refused_by_custom(
+                                response,
+                                &why,
+                                &policy,
+                                &peer,
+                                delegation.provider,
+                                false,
+                            ));
                         }
                     }
                 }

@@ -64,6 +64,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
         local: locality(u.arbitrary()?),
         overprovisioning_percent: u.int_in_range(1..=250)?,
         panic_threshold_percent: u.int_in_range(0..=100)?,
+        ..PriorityConfig::default()
     };
     let seed: u64 = u.arbitrary()?;
     let clock = Arc::new(ManualClock::new());

@@ -1,10 +1,11 @@
 use std::time::Duration;
 
 use super::PickContext;
-use crate::model::{Endpoint, LocalityMatch};
+use crate::model::Endpoint;
 
-/// Number of distinct candidate sets: one healthy and one panic set per locality level.
-pub const SLOTS: usize = LocalityMatch::LEVELS * 2;
+/// Number of distinct candidate sets: one healthy and one panic set per priority level (and
+/// one per `distribute` locality group, which all live in one level).
+pub const SLOTS: usize = super::MAX_LEVELS * 2;
 
 /// The endpoints one pick may choose from, as indices into the endpoint set.
 ///

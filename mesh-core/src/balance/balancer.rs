@@ -5,27 +5,48 @@ use crate::model::Endpoint;
 
 /// What the request layer knows about one pick.
 ///
-/// Today that is only the consistent-hash key; more fields (endpoints to avoid on a retry) can be
-/// added without breaking callers because it is built through methods.
+/// The consistent-hash key, and on a retry the priority levels to avoid
+/// ([`PreviousPriorities`](super::PreviousPriorities)). More fields can be added without
+/// breaking callers because it is built through methods.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PickContext {
     hash: Option<HashKey>,
+    excluded_priorities: u32,
 }
 
 impl PickContext {
     /// A context with no hash key: consistent-hash balancers then pick pseudo-randomly.
     pub const fn new() -> Self {
-        Self { hash: None }
+        Self {
+            hash: None,
+            excluded_priorities: 0,
+        }
     }
 
     /// A context carrying a consistent-hash key.
     pub const fn with_hash(hash: HashKey) -> Self {
-        Self { hash: Some(hash) }
+        Self {
+            hash: Some(hash),
+            excluded_priorities: 0,
+        }
+    }
+
+    /// The same context avoiding the priority levels in `mask` (bit `i`: level `i`) while
+    /// other levels have healthy endpoints, as Envoy's `previous_priorities` retry priority.
+    #[must_use]
+    pub const fn excluding_priorities(mut self, mask: u32) -> Self {
+        self.excluded_priorities = mask;
+        self
     }
 
     /// The consistent-hash key, if any.
     pub const fn hash(&self) -> Option<HashKey> {
         self.hash
+    }
+
+    /// The priority levels to avoid (bit `i`: level `i`); 0 on a first attempt.
+    pub const fn excluded_priorities(&self) -> u32 {
+        self.excluded_priorities
     }
 }
 
@@ -83,6 +104,13 @@ pub trait Balancer {
     /// are ignored, so a request may outlive an update.
     fn on_complete(&mut self, address: SocketAddr, latency: Duration) {
         let _ = (address, latency);
+    }
+
+    /// The priority level of endpoint `index` as of the last pick (0 is preferred), for
+    /// [`PreviousPriorities`](super::PreviousPriorities); `None` if unknown or never picked.
+    fn priority_of(&self, index: usize) -> Option<usize> {
+        let _ = index;
+        None
     }
 
     /// [`pick`](Self::pick), returning the endpoint itself.

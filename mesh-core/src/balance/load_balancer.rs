@@ -156,10 +156,17 @@ impl<A: Algorithm> Balancer for LoadBalancer<A> {
         if self.priorities.is_none() {
             self.priorities();
         }
-        let candidates = self.priorities.as_mut()?.choose(ctx.hash())?;
+        let candidates = self
+            .priorities
+            .as_mut()?
+            .choose(ctx.hash(), ctx.excluded_priorities())?;
         let picked = self.algorithm.pick(&self.endpoints, &candidates, ctx)?;
         self.last_pick = picked;
         Some(picked)
+    }
+
+    fn priority_of(&self, index: usize) -> Option<usize> {
+        self.priorities.as_ref()?.level_of(index)
     }
 
     fn set_ejected(&mut self, address: SocketAddr, ejected: bool) -> bool {

@@ -27,11 +27,14 @@ mod error;
 mod guided;
 mod hash;
 mod load_balancer;
+mod locality_rules;
 mod maglev;
 mod peak_ewma;
 mod policy;
 pub mod priority;
+mod priority_load;
 mod random;
+mod retry_priority;
 mod ring_hash;
 mod round_robin;
 mod slot_cache;
@@ -46,11 +49,17 @@ pub use balancer::{Balancer, PickContext};
 pub use error::BalanceConfigError;
 pub use hash::{HashKey, stable_hash};
 pub use load_balancer::LoadBalancer;
+pub use locality_rules::{
+    Distribute, LocalityPattern, LocalityPatternError, LocalityRules, MAX_GROUPS, MAX_LEVELS,
+    PriorityLabel, REGION_LABEL, RegionFailover, SUBZONE_LABEL, ZONE_LABEL,
+};
 pub use maglev::{Maglev, MaglevConfig};
 pub use peak_ewma::{PeakEwma, PeakEwmaConfig};
 pub use policy::Policy;
-pub use priority::{PriorityConfig, PriorityLoad};
+pub use priority::PriorityConfig;
+pub use priority_load::PriorityLoad;
 pub use random::WeightedRandom;
+pub use retry_priority::PreviousPriorities;
 pub use ring_hash::{RingHash, RingHashConfig};
 pub use round_robin::RoundRobin;
 pub use smooth_weighted::SmoothWeighted;

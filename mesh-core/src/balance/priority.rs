@@ -1,8 +1,12 @@
 //! Locality-aware priority levels, failover and panic mode, computed as Envoy does.
 //!
-//! Endpoints are grouped by how closely their locality matches the caller's
-//! ([`LocalityMatch`]): level 0 shares the subzone, 1 the zone, 2 the region, 3 nothing. Each level
-//! gets a share of the traffic:
+//! By default endpoints are grouped by how closely their locality matches the caller's
+//! ([`LocalityMatch`]): level 0 shares the subzone, 1 the zone, 2 the region, 3 nothing. Istio's
+//! `localityLbSetting` rules ([`LocalityRules`]) change the grouping: `failover` adds a level for
+//! other regions after the failover target, `failoverPriority` ranks by matching labels (up to
+//! [`MAX_LEVELS`] levels), and `distribute` puts everything in one level split into weighted
+//! locality groups (istiod's rules are described on [`LocalityRules`]). Each level gets a share
+//! of the traffic:
 //!
 //! 1. A level's *health* is `min(100, overprovisioning% * healthy / total)`: with the default
 //!    factor of 140%, a level still counts as fully healthy down to ~72% healthy endpoints.
@@ -17,30 +21,44 @@
 //!    that a few survivors are not crushed. If every level is in panic, the load is split by
 //!    endpoint count instead.
 //!
-//! Only `Healthy`, non-ejected endpoints count as healthy; `Draining` endpoints are left out
-//! entirely. A pick chooses its level by the consistent-hash key when there is one (so a key sticks
-//! to a level) and otherwise by a smooth weighted round robin over the level shares, which hits
-//! the shares exactly without needing randomness.
+//! Only `Healthy`, non-ejected endpoints count as healthy; `Draining` endpoints (and endpoints
+//! outside every `distribute` target) are left out entirely. With `distribute`, a level not in
+//! panic first chooses a locality group by its weight times its availability (Envoy's effective
+//! locality weight), then an endpoint among the group's healthy ones.
+//!
+//! A pick chooses its level by the consistent-hash key when there is one (so a key sticks to a
+//! level) and otherwise by a smooth weighted round robin over the level shares, which hits the
+//! shares exactly without needing randomness. A retry may avoid levels already tried
+//! ([`PreviousPriorities`](super::PreviousPriorities)): its shares are recomputed with those
+//! levels' health at zero, without allocating.
 
-use super::{BalanceConfigError, Candidates, HashKey};
+use super::{
+    BalanceConfigError, Candidates, HashKey,
+    locality_rules::{self, LocalityRules, MAX_GROUPS, MAX_LEVELS},
+    priority_load::{self, Counts, PriorityLoad},
+};
 use crate::{
     model::{Endpoint, Health, Locality, LocalityMatch},
     rng::mix64,
 };
 
-/// Number of locality levels.
+/// Number of locality levels without `failover` or `failoverPriority` rules.
 pub const LEVELS: usize = LocalityMatch::LEVELS;
 
 /// How a [`LoadBalancer`](super::LoadBalancer) prefers local endpoints and when it panics.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PriorityConfig {
-    /// The caller's own locality. If unknown (empty region), all endpoints share one level.
+    /// The caller's own locality. If unknown (empty region), all endpoints share one level
+    /// unless [`rules`](Self::rules) say otherwise.
     pub local: Locality,
     /// Envoy's overprovisioning factor in percent (default 140).
     pub overprovisioning_percent: u32,
     /// Envoy's healthy panic threshold in percent (default 50; 0 disables panic mode). Istio's
     /// `outlierDetection.minHealthPercent` maps here.
     pub panic_threshold_percent: u32,
+    /// Istio's `localityLbSetting` rules (`distribute`, `failover`, `failoverPriority`) and the
+    /// caller's labels; the default is subzone, zone, region, then the rest.
+    pub rules: LocalityRules,
 }
 
 impl Default for PriorityConfig {
@@ -49,6 +67,7 @@ impl Default for PriorityConfig {
             local: Locality::default(),
             overprovisioning_percent: 140,
             panic_threshold_percent: 50,
+            rules: LocalityRules::default(),
         }
     }
 }
@@ -60,6 +79,13 @@ impl PriorityConfig {
             local,
             ..Self::default()
         }
+    }
+
+    /// The same configuration with locality `rules`.
+    #[must_use]
+    pub fn with_rules(mut self, rules: LocalityRules) -> Self {
+        self.rules = rules;
+        self
     }
 
     /// Checks the percentages: the panic threshold is at most 100, the factor at least 1.
@@ -84,64 +110,137 @@ impl PriorityConfig {
     }
 }
 
-/// How traffic is currently split across locality levels (indexed by
-/// [`LocalityMatch::priority`]), for tests and the admin endpoint.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PriorityLoad {
-    /// Percentage of picks each level receives; sums to 100.
-    pub percent: [u32; LEVELS],
-    /// Whether each level is in panic mode (balancing across all its endpoints).
-    pub panic: [bool; LEVELS],
-}
-
 #[derive(Clone, Debug, Default)]
 struct Level {
-    /// Non-draining endpoints at this level.
+    /// Endpoints at this level that may be picked (not draining).
     all: Vec<usize>,
     /// Healthy, non-ejected endpoints at this level.
     healthy: Vec<usize>,
 }
 
+/// `distribute`'s weighted locality groups (all in level 0).
+#[derive(Clone, Debug, Default)]
+struct Groups {
+    /// Healthy, non-ejected endpoints of each group.
+    healthy: Vec<Vec<usize>>,
+    /// Each group's weight scaled by its availability (Envoy's effective locality weight).
+    weights: [u64; MAX_GROUPS],
+    total: u64,
+    /// Smooth weighted round robin state over the groups.
+    current: [i64; MAX_GROUPS],
+}
+
 /// The levels and their shares for one endpoint set and ejection state.
 #[derive(Clone, Debug)]
 pub(crate) struct Priorities {
-    levels: [Level; LEVELS],
+    levels: Vec<Level>,
+    /// Level of each endpoint index (`u8::MAX`: never picked).
+    level_of: Vec<u8>,
     load: PriorityLoad,
+    /// Each level's health, for retries that avoid some levels.
+    health: [u64; MAX_LEVELS],
     /// Smooth weighted round robin state for choosing a level without a hash key.
-    current: [i64; LEVELS],
+    current: [i64; MAX_LEVELS],
     /// The level with all the load, if one has (the common case): no level choice to make.
     sole: Option<usize>,
+    groups: Option<Groups>,
+    /// Draws for retries that avoid levels (their shares change per retry, so the round robin
+    /// above does not apply; a mixed counter spreads them instead).
+    draws: u64,
     /// Stamp for the candidate sets handed out (see [`Candidates::generation`]).
     generation: u64,
 }
 
 impl Priorities {
     pub(crate) fn new(endpoints: &[Endpoint], ejected: &[bool], config: &PriorityConfig) -> Self {
-        let mut levels: [Level; LEVELS] = Default::default();
+        let plan = if config.local.is_unknown() && config.rules == LocalityRules::default() {
+            None
+        } else {
+            Some(locality_rules::plan(
+                &config.rules,
+                &config.local,
+                endpoints,
+            ))
+        };
+        let count = plan.as_ref().map_or(LEVELS, |p| p.levels);
+        let mut levels = vec![Level::default(); count];
+        let mut level_of = vec![u8::MAX; endpoints.len()];
+        let mut groups = plan.as_ref().and_then(|p| p.groups.as_ref()).map(|(_, w)| {
+            let mut g = Groups {
+                healthy: vec![Vec::new(); w.len()],
+                ..Groups::default()
+            };
+            g.weights.iter_mut().zip(w).for_each(|(a, b)| *a = *b);
+            g
+        });
+        let mut group_counts = [Counts::default(); MAX_GROUPS];
         for (i, endpoint) in endpoints.iter().enumerate() {
             if endpoint.health == Health::Draining {
                 continue;
             }
-            let priority = if config.local.is_unknown() {
-                0
-            } else {
-                config.local.matches(&endpoint.locality).priority()
+            let level = match &plan {
+                None => 0,
+                Some(p) => match p.level_of.get(i).copied().flatten() {
+                    Some(level) => usize::from(level),
+                    None => continue,
+                },
             };
-            let Some(level) = levels.get_mut(priority) else {
+            let Some(group) = levels.get_mut(level) else {
                 continue;
             };
-            level.all.push(i);
-            if endpoint.health == Health::Healthy && !ejected.get(i).copied().unwrap_or(false) {
-                level.healthy.push(i);
+            if let Some(slot) = level_of.get_mut(i) {
+                *slot = level as u8;
+            }
+            group.all.push(i);
+            let healthy =
+                endpoint.health == Health::Healthy && !ejected.get(i).copied().unwrap_or(false);
+            if healthy {
+                group.healthy.push(i);
+            }
+            let in_group = plan
+                .as_ref()
+                .and_then(|p| p.groups.as_ref())
+                .and_then(|(of, _)| of.get(i))
+                .map(|&g| usize::from(g));
+            if let (Some(groups), Some(g)) = (&mut groups, in_group) {
+                if let Some(c) = group_counts.get_mut(g) {
+                    c.total += 1;
+                    c.healthy += u64::from(healthy);
+                }
+                if healthy && let Some(members) = groups.healthy.get_mut(g) {
+                    members.push(i);
+                }
             }
         }
-        let load = compute_load(&levels, config);
-        let sole = load.percent.iter().position(|&p| p == 100);
+        if let Some(groups) = &mut groups {
+            let factor = u64::from(config.overprovisioning_percent);
+            for (w, c) in groups.weights.iter_mut().zip(group_counts) {
+                *w *= priority_load::health(c, factor);
+            }
+            groups.total = groups.weights.iter().sum();
+        }
+        let counts: Vec<Counts> = levels
+            .iter()
+            .map(|l| Counts {
+                healthy: l.healthy.len() as u64,
+                total: l.all.len() as u64,
+            })
+            .collect();
+        let (load, health) = priority_load::compute(
+            &counts,
+            config.overprovisioning_percent,
+            config.panic_threshold_percent,
+        );
+        let sole = load.shares().iter().position(|&p| p == 100);
         Self {
             levels,
+            level_of,
             load,
-            current: [0; LEVELS],
+            health,
+            current: [0; MAX_LEVELS],
             sole,
+            groups,
+            draws: 0,
             generation: 0,
         }
     }
@@ -157,127 +256,107 @@ impl Priorities {
         self.load
     }
 
-    /// The candidate set for the next pick.
+    /// The level endpoint `index` belongs to, if it can be picked at all.
+    pub(crate) fn level_of(&self, index: usize) -> Option<usize> {
+        self.level_of
+            .get(index)
+            .filter(|&&l| l != u8::MAX)
+            .map(|&l| usize::from(l))
+    }
+
+    /// The candidate set for the next pick. `excluded` (bit `i`: level `i`) names levels a
+    /// retry should avoid when others have health (Envoy's `previous_priorities`).
     #[inline]
-    pub(crate) fn choose(&mut self, hash: Option<HashKey>) -> Option<Candidates<'_>> {
+    pub(crate) fn choose(
+        &mut self,
+        hash: Option<HashKey>,
+        excluded: u32,
+    ) -> Option<Candidates<'_>> {
+        let adjusted = if excluded == 0 {
+            None
+        } else {
+            priority_load::excluding(&self.health, excluded)
+        };
         // With one level at 100% both choices below always return it (the round robin's state
         // for that level adds and subtracts 100, the others stay at 0), so skip them.
-        let level = match (self.sole, hash) {
-            (Some(level), _) => level,
-            (None, Some(key)) => self.level_for_hash(key),
-            (None, None) => self.next_level(),
+        let level = match (adjusted, self.sole, hash) {
+            (Some(shares), _, _) => {
+                let point = match hash {
+                    Some(key) => mix64(key.as_u64()),
+                    None => {
+                        self.draws = self.draws.wrapping_add(1);
+                        mix64(self.draws)
+                    }
+                };
+                priority_load::level_at(&shares, point)
+            }
+            (None, Some(level), _) => level,
+            (None, None, Some(key)) => {
+                priority_load::level_at(&self.load.percent, mix64(key.as_u64()))
+            }
+            (None, None, None) => self.next_level(),
         };
         let panic = self.load.panic.get(level).copied().unwrap_or(false);
+        if !panic && let Some(groups) = &mut self.groups {
+            let group = choose_group(groups, hash)?;
+            let indices = groups.healthy.get(group)?;
+            return (!indices.is_empty())
+                .then(|| Candidates::with_generation(group * 2, indices, self.generation));
+        }
         let group = self.levels.get(level)?;
         let indices = if panic { &group.all } else { &group.healthy };
         let slot = level * 2 + usize::from(panic);
         (!indices.is_empty()).then(|| Candidates::with_generation(slot, indices, self.generation))
     }
 
-    fn level_for_hash(&self, key: HashKey) -> usize {
-        let mut point = mix64(key.as_u64()) % 100;
-        for (level, &share) in self.load.percent.iter().enumerate() {
-            if point < u64::from(share) {
-                return level;
-            }
-            point -= u64::from(share);
-        }
-        0
-    }
-
     fn next_level(&mut self) -> usize {
-        let mut best = 0;
-        let mut best_value = i64::MIN;
-        let shares = self.load.percent.iter();
-        for (level, (current, &share)) in self.current.iter_mut().zip(shares).enumerate() {
-            *current = current.saturating_add(i64::from(share));
-            // Strictly greater: a level with no share never wins (the others sum to more).
-            if *current > best_value {
-                best = level;
-                best_value = *current;
+        let shares = &self.load.percent;
+        smooth_choice(&mut self.current, shares.iter().map(|&s| i64::from(s)), 100)
+    }
+}
+
+/// Smooth weighted round robin: each entry gains its weight, the largest wins and pays the
+/// total. A zero-weight entry never wins (the others sum to more).
+fn smooth_choice(current: &mut [i64], weights: impl Iterator<Item = i64>, total: i64) -> usize {
+    let mut best = 0;
+    let mut best_value = i64::MIN;
+    for (i, (c, w)) in current.iter_mut().zip(weights).enumerate() {
+        *c = c.saturating_add(w);
+        // Strictly greater: the first of equals wins.
+        if w > 0 && *c > best_value {
+            best = i;
+            best_value = *c;
+        }
+    }
+    if let Some(c) = current.get_mut(best) {
+        *c = c.saturating_sub(total);
+    }
+    best
+}
+
+/// A `distribute` group: by the hash key's point over the weights, else by smooth weighted
+/// round robin. `None` when no group has a healthy endpoint.
+fn choose_group(groups: &mut Groups, hash: Option<HashKey>) -> Option<usize> {
+    if groups.total == 0 {
+        return None;
+    }
+    if let Some(key) = hash {
+        // A different mix than the level choice, so the two are independent.
+        let mut point = mix64(key.as_u64() ^ 0x9e37_79b9_7f4a_7c15) % groups.total;
+        for (g, &w) in groups.weights.iter().enumerate() {
+            if point < w {
+                return Some(g);
             }
+            point -= w;
         }
-        if let Some(current) = self.current.get_mut(best) {
-            *current = current.saturating_sub(100);
-        }
-        best
+        return Some(0);
     }
-}
-
-fn compute_load(levels: &[Level; LEVELS], config: &PriorityConfig) -> PriorityLoad {
-    let factor = u64::from(config.overprovisioning_percent);
-    let threshold = u64::from(config.panic_threshold_percent.min(100));
-    // A level with any healthy endpoint counts at least 1%: Envoy's integer division rounds a
-    // few healthy endpoints among many (1 of 141 at 140%) down to 0%, which can send every pick
-    // to a level with no healthy endpoint at all while this one has some.
-    let health = levels.each_ref().map(|l| {
-        let healthy = factor.saturating_mul(l.healthy.len() as u64);
-        let health = healthy
-            .checked_div(l.all.len() as u64)
-            .unwrap_or(0)
-            .min(100);
-        if l.healthy.is_empty() {
-            health
-        } else {
-            health.max(1)
-        }
-    });
-    let normalized = health.iter().sum::<u64>().min(100);
-    let mut load = PriorityLoad::default();
-
-    if normalized == 0 && threshold == 0 {
-        // Nothing healthy and panic disabled: the shares must still sum to 100; the pick will find
-        // no healthy endpoint at level 0 and fail.
-        load.percent[0] = 100;
-        return load;
-    }
-    let mut remaining = 100u64;
-    for (level, &h) in health.iter().enumerate() {
-        // `normalized == 0` leaves every share at 0 for the panic split below.
-        let share = (h * 100)
-            .checked_div(normalized)
-            .unwrap_or(0)
-            .min(remaining);
-        load.percent[level] = share as u32;
-        remaining -= share;
-    }
-    if let Some(first) = health.iter().position(|&h| h > 0) {
-        load.percent[first] += remaining as u32;
-    }
-    if normalized < 100 {
-        for (level, group) in levels.iter().enumerate() {
-            let total = group.all.len() as u64;
-            load.panic[level] = if total == 0 {
-                threshold > 0
-            } else {
-                (group.healthy.len() as u64) * 100 < threshold * total
-            };
-        }
-        if load.panic.iter().all(|&p| p) {
-            load.percent = split_by_count(levels);
-        }
-    }
-    load
-}
-
-/// Total panic: every level gets a share proportional to its endpoint count.
-fn split_by_count(levels: &[Level; LEVELS]) -> [u32; LEVELS] {
-    let mut percent = [0u32; LEVELS];
-    let total: u64 = levels.iter().map(|l| l.all.len() as u64).sum();
-    if total == 0 {
-        percent[0] = 100;
-        return percent;
-    }
-    let mut remaining = 100u64;
-    for (level, group) in levels.iter().enumerate() {
-        let share = 100 * group.all.len() as u64 / total;
-        percent[level] = share as u32;
-        remaining -= share;
-    }
-    if let Some(first) = levels.iter().position(|l| !l.all.is_empty()) {
-        percent[first] += remaining as u32;
-    }
-    percent
+    let total = i64::try_from(groups.total).unwrap_or(i64::MAX);
+    let weights = groups
+        .weights
+        .iter()
+        .map(|&w| i64::try_from(w).unwrap_or(i64::MAX));
+    Some(smooth_choice(&mut groups.current, weights, total))
 }
 
 #[cfg(test)]

@@ -39,11 +39,11 @@ fn load(counts: [(u8, u8); LEVELS]) -> PriorityLoad {
 #[test]
 fn healthy_local_level_takes_everything() {
     let l = load([(3, 0), (3, 0), (3, 0), (3, 0)]);
-    assert_eq!(l.percent, [100, 0, 0, 0]);
-    assert_eq!(l.panic, [false; LEVELS]);
+    assert_eq!(l.shares(), [100, 0, 0, 0]);
+    assert_eq!(l.panics(), [false; LEVELS]);
     // 80% healthy * 1.4 = 112% -> still 100.
     assert_eq!(
-        load([(8, 2), (5, 0), (0, 0), (0, 0)]).percent,
+        load([(8, 2), (5, 0), (0, 0), (0, 0)]).shares(),
         [100, 0, 0, 0]
     );
 }
@@ -52,22 +52,26 @@ fn healthy_local_level_takes_everything() {
 fn degraded_level_fails_over_gradually() {
     // 50% healthy * 1.4 = 70% stays local, 30% spills to the zone.
     let l = load([(5, 5), (5, 0), (0, 0), (0, 0)]);
-    assert_eq!(l.percent, [70, 30, 0, 0]);
-    assert_eq!(l.panic, [false; LEVELS], "total health is 100%: no panic");
+    assert_eq!(l.shares(), [70, 30, 0, 0]);
+    assert_eq!(
+        l.panics(),
+        [false; LEVELS],
+        "total health is 100%: no panic"
+    );
     // A dead local level sends everything to the next one that has healthy endpoints.
     let l = load([(0, 4), (0, 4), (2, 0), (2, 0)]);
-    assert_eq!(l.percent, [0, 0, 100, 0]);
+    assert_eq!(l.shares(), [0, 0, 100, 0]);
 }
 
 #[test]
 fn shares_are_scaled_when_total_health_is_short() {
     // Envoy's example shape: 20% healthy everywhere -> health 28 each -> scaled to 33/33/33.
     let l = load([(1, 4), (1, 4), (1, 4), (0, 0)]);
-    assert_eq!(l.percent.iter().sum::<u32>(), 100);
-    assert_eq!(l.percent, [34, 33, 33, 0]);
+    assert_eq!(l.shares().iter().sum::<u32>(), 100);
+    assert_eq!(l.shares(), [34, 33, 33, 0]);
     // All three populated levels are below 50% healthy and the empty one counts as panicking,
     // so this is total panic and the split is by endpoint count (equal here).
-    assert_eq!(l.panic, [true; LEVELS]);
+    assert_eq!(l.panics(), [true; LEVELS]);
 }
 
 #[test]
@@ -75,16 +79,16 @@ fn panic_when_too_few_healthy_in_total() {
     // 40% healthy locally and nothing else: the level panics and uses all 10.
     let (eps, config) = set([(4, 6), (0, 0), (0, 0), (0, 0)]);
     let mut p = Priorities::new(&eps, &vec![false; eps.len()], &config);
-    assert_eq!(p.load().percent, [100, 0, 0, 0]);
+    assert_eq!(p.load().shares(), [100, 0, 0, 0]);
     assert!(p.load().panic[0]);
-    let c = p.choose(None).unwrap();
+    let c = p.choose(None, 0).unwrap();
     assert_eq!(c.len(), 10);
     assert_eq!(c.slot(), 1);
     // 60% healthy: below 100% total health, but not below the threshold: healthy only.
     let (eps, config) = set([(6, 4), (0, 0), (0, 0), (0, 0)]);
     let mut p = Priorities::new(&eps, &vec![false; eps.len()], &config);
     assert!(!p.load().panic[0]);
-    assert_eq!(p.choose(None).unwrap().len(), 6);
+    assert_eq!(p.choose(None, 0).unwrap().len(), 6);
 }
 
 #[test]
@@ -92,15 +96,15 @@ fn partial_panic_keeps_healthy_levels_strict() {
     // Level 0: 1 of 10 healthy (health 14, panics); level 1: 2 of 4 healthy (health 70, not
     // below 50%). Total health 84 < 100 so per-level panic applies to level 0 only.
     let l = load([(1, 9), (2, 2), (0, 0), (0, 0)]);
-    assert_eq!(l.panic[..2], [true, false]);
-    assert_eq!(l.percent, [17, 83, 0, 0]);
+    assert_eq!(l.panics()[..2], [true, false]);
+    assert_eq!(l.shares(), [17, 83, 0, 0]);
 }
 
 #[test]
 fn total_panic_splits_by_endpoint_count() {
     let l = load([(0, 3), (0, 1), (0, 0), (0, 0)]);
-    assert_eq!(l.percent, [75, 25, 0, 0]);
-    assert_eq!(l.panic, [true; LEVELS]);
+    assert_eq!(l.shares(), [75, 25, 0, 0]);
+    assert_eq!(l.panics(), [true; LEVELS]);
 }
 
 #[test]
@@ -108,12 +112,12 @@ fn panic_disabled_means_no_endpoint() {
     let (eps, mut config) = set([(0, 3), (0, 0), (0, 0), (0, 0)]);
     config.panic_threshold_percent = 0;
     let mut p = Priorities::new(&eps, &vec![false; eps.len()], &config);
-    assert_eq!(p.load().percent, [100, 0, 0, 0]);
-    assert!(p.choose(None).is_none());
+    assert_eq!(p.load().shares(), [100, 0, 0, 0]);
+    assert!(p.choose(None, 0).is_none());
     // And with no endpoints at all.
     let mut p = Priorities::new(&[], &[], &PriorityConfig::default());
-    assert!(p.choose(None).is_none());
-    assert_eq!(p.load().percent, [100, 0, 0, 0]);
+    assert!(p.choose(None, 0).is_none());
+    assert_eq!(p.load().shares(), [100, 0, 0, 0]);
 }
 
 #[test]
@@ -123,14 +127,14 @@ fn ejected_and_draining_endpoints() {
     let mut ejected = vec![false; eps.len()];
     ejected[0] = true;
     let mut p = Priorities::new(&eps, &ejected, &config);
-    let c = p.choose(None).unwrap();
+    let c = p.choose(None, 0).unwrap();
     assert_eq!(c.indices(), &[1, 2, 3]);
     // Draining endpoints leave the denominator: 1 healthy of 1 counted.
     for e in &mut eps[1..] {
         e.health = Health::Draining;
     }
     let mut p = Priorities::new(&eps, &[false; 4], &config);
-    assert_eq!(p.choose(None).unwrap().indices(), &[0]);
+    assert_eq!(p.choose(None, 0).unwrap().indices(), &[0]);
     assert!(!p.load().panic[0]);
 }
 
@@ -138,7 +142,7 @@ fn ejected_and_draining_endpoints() {
 fn unknown_local_locality_uses_one_level() {
     let (eps, _) = set([(1, 0), (1, 0), (1, 0), (1, 0)]);
     let mut p = Priorities::new(&eps, &[false; 4], &PriorityConfig::default());
-    assert_eq!(p.choose(None).unwrap().len(), 4);
+    assert_eq!(p.choose(None, 0).unwrap().len(), 4);
 }
 
 #[test]
@@ -147,15 +151,15 @@ fn level_choice_follows_shares_exactly_and_hashes_stick() {
     let mut p = Priorities::new(&eps, &vec![false; eps.len()], &config);
     let mut counts = [0u32; 2];
     for _ in 0..100 {
-        let c = p.choose(None).unwrap();
+        let c = p.choose(None, 0).unwrap();
         counts[c.slot() / 2] += 1;
     }
     assert_eq!(counts, [70, 30]);
     let mut by_hash = [0u32; 2];
     for k in 0..10_000u64 {
         let key = HashKey::from_hash(k);
-        let first = p.choose(Some(key)).unwrap().slot();
-        assert_eq!(p.choose(Some(key)).unwrap().slot(), first);
+        let first = p.choose(Some(key), 0).unwrap().slot();
+        assert_eq!(p.choose(Some(key), 0).unwrap().slot(), first);
         by_hash[first / 2] += 1;
     }
     assert!((6_500..7_500).contains(&by_hash[0]), "{by_hash:?}");
@@ -185,8 +189,10 @@ fn a_level_with_few_healthy_endpoints_still_gets_traffic() {
     let (eps, mut config) = set([(0, 1), (1, 141), (0, 0), (0, 0)]);
     config.panic_threshold_percent = 0;
     let mut p = Priorities::new(&eps, &vec![false; eps.len()], &config);
-    assert_eq!(p.load().percent, [0, 100, 0, 0]);
-    let candidates = p.choose(None).expect("the healthy endpoint is a candidate");
+    assert_eq!(p.load().shares(), [0, 100, 0, 0]);
+    let candidates = p
+        .choose(None, 0)
+        .expect("the healthy endpoint is a candidate");
     assert_eq!(candidates.indices(), &[1]);
 
     // With a small overprovisioning factor the shares summed to 0 and the pick fell to level 0
@@ -194,6 +200,6 @@ fn a_level_with_few_healthy_endpoints_still_gets_traffic() {
     let (eps, mut config) = set([(1, 1), (0, 0), (0, 0), (0, 0)]);
     config.overprovisioning_percent = 1;
     let l = Priorities::new(&eps, &vec![false; eps.len()], &config).load();
-    assert_eq!(l.percent, [100, 0, 0, 0]);
+    assert_eq!(l.shares(), [100, 0, 0, 0]);
     assert!(!l.panic[0]);
 }

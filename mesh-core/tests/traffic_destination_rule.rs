@@ -479,3 +479,97 @@ fn consistent_hash_table_choices() {
         }
     );
 }
+
+#[test]
+fn locality_rules_apply_as_istiod_does() {
+    use std::collections::BTreeMap;
+
+    use mesh_core::balance::{LocalityPattern, PriorityLabel, RegionFailover};
+
+    let yaml = r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: helloworld, namespace: sample }
+spec:
+  host: helloworld.sample.svc.cluster.local
+  trafficPolicy:
+    loadBalancer:
+      localityLbSetting:
+        failover: [{ from: us-east, to: eu-west }]
+        failoverPriority: [topology.istio.io/network, "version=v2"]
+    outlierDetection: { consecutive5xxErrors: 1 }
+  subsets:
+    - name: spread
+      labels: { app: helloworld }
+      trafficPolicy:
+        loadBalancer:
+          localityLbSetting:
+            distribute:
+              - from: us-east/*
+                to: { "us-east/a/*": 80, eu-west: 20 }
+    - name: disabled
+      labels: { app: helloworld }
+      trafficPolicy:
+        loadBalancer:
+          localityLbSetting:
+            enabled: false
+            distribute: [{ from: "*", to: { eu-west: 100 } }]
+"#;
+    let config = load(yaml);
+    let rule = config
+        .policy("helloworld.sample.svc.cluster.local")
+        .unwrap();
+    let local: Locality = "us-east/a".parse().unwrap();
+    let labels = BTreeMap::from([("version".to_owned(), "v1".to_owned())]);
+    let failover = rule
+        .for_port(80, None)
+        .unwrap()
+        .priority_config_for(local.clone(), &labels);
+    assert_eq!(failover.local, local);
+    assert_eq!(
+        failover.rules.failover,
+        [RegionFailover {
+            from: "us-east".into(),
+            to: "eu-west".into()
+        }]
+    );
+    assert_eq!(
+        failover.rules.failover_priority[1],
+        PriorityLabel {
+            key: "version".into(),
+            value: Some("v2".into())
+        }
+    );
+    assert_eq!(failover.rules.labels, labels);
+    // Without outlier detection istiod applies no failover at all.
+    let plain = load(&yaml.replace("    outlierDetection: { consecutive5xxErrors: 1 }\n", ""));
+    let plain = plain
+        .policy("helloworld.sample.svc.cluster.local")
+        .unwrap()
+        .for_port(80, None)
+        .unwrap()
+        .priority_config_for(local.clone(), &labels);
+    assert!(plain.local.is_unknown());
+    assert!(plain.rules.failover.is_empty());
+    // A subset's distribute replaces the failover rules, outlier detection or not.
+    let spread = rule
+        .for_port(80, Some("spread"))
+        .unwrap()
+        .priority_config(local.clone());
+    assert_eq!(spread.rules.distribute.len(), 1);
+    assert_eq!(
+        spread.rules.distribute[0].to,
+        [
+            ("eu-west".parse::<LocalityPattern>().unwrap(), 20),
+            ("us-east/a".parse().unwrap(), 80)
+        ]
+    );
+    assert!(spread.rules.failover.is_empty());
+    // enabled: false wins over every rule.
+    let off = rule
+        .for_port(80, Some("disabled"))
+        .unwrap()
+        .priority_config(local);
+    assert!(off.local.is_unknown());
+    assert_eq!(off.rules, Default::default());
+}

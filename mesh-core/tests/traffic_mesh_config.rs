@@ -241,6 +241,53 @@ fn errors_name_config_paths() {
 }
 
 #[test]
+fn locality_rules_in_snake_case() {
+    let yaml = r#"
+services:
+  - host: s.shop
+    endpoints: [{ address: 10.0.0.1:80, locality: us-east/a }]
+    traffic_policy:
+      load_balancer:
+        locality_lb_setting:
+          distribute: [{ from: "us-east/*", to: { "us-east/a": 70, us-west: 30 } }]
+"#;
+    let traffic = MeshConfig::from_yaml(yaml)
+        .unwrap()
+        .traffic_config()
+        .unwrap();
+    let policy = traffic
+        .policy("s.shop")
+        .unwrap()
+        .for_port(80, None)
+        .unwrap();
+    let priority = policy.priority_config("us-east/b".parse().unwrap());
+    assert_eq!(priority.rules.distribute[0].to.len(), 2);
+
+    let service = |section: &str| {
+        format!(
+            "services:\n  - host: s.shop\n    traffic_policy:\n      load_balancer:\n        locality_lb_setting: {section}\n"
+        )
+    };
+    let errors = problems(&service(
+        "{ failover: [{ from: a, to: a }], failover_priority: [\"x=y=z\"], distribute: [{ from: b, to: { c: 60 } }] }",
+    ));
+    let paths: Vec<&str> = errors.iter().map(ConfigError::path).collect();
+    let base = "services[0].traffic_policy.load_balancer.locality_lb_setting";
+    assert_eq!(
+        paths,
+        [
+            base.to_owned(),
+            format!("{base}.distribute[0].to"),
+            format!("{base}.failover[0].to"),
+            format!("{base}.failover_priority[0]"),
+        ]
+    );
+    assert!(errors[1].to_string().contains("sum to 60"), "{}", errors[1]);
+    let e = MeshConfig::from_yaml(&service("{ failover: [{ from: a, too: b }] }")).unwrap_err();
+    assert_eq!(e.path(), format!("{base}.failover[0].too"));
+}
+
+#[test]
 fn references_between_services() {
     let yaml = r#"
 services:

@@ -1,13 +1,13 @@
 //! The settings that apply to one call, and their conversion into the state machines' configs.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use super::{
     ConnectionPoolSettings, HashKeySource, LoadBalancerSettings, PolicySettings, RetryPolicy,
     TlsMode,
 };
 use crate::{
-    balance::{Policy, PriorityConfig},
+    balance::{LocalityRules, Policy, PriorityConfig},
     model::Locality,
     resilience::{Limits, OutlierConfig},
 };
@@ -76,25 +76,56 @@ impl EffectiveTrafficPolicy {
         self.load_balancer().hash_key_source().cloned()
     }
 
-    /// Locality priorities for a caller at `local`, as istiod sets them up:
+    /// Locality priorities for a caller at `local` with no labels (see
+    /// [`priority_config_for`](Self::priority_config_for)).
+    pub fn priority_config(&self, local: Locality) -> PriorityConfig {
+        self.priority_config_for(local, &BTreeMap::new())
+    }
+
+    /// Locality priorities for a caller at `local` with workload `labels` (compared by
+    /// `failoverPriority`), as istiod sets them up:
     ///
-    /// - endpoints are prioritised by locality only when outlier detection is configured and
-    ///   `localityLbSetting.enabled` is not false (Istio enables failover only with outlier
+    /// - nothing applies when `localityLbSetting.enabled` is false;
+    /// - `distribute` applies whenever it is set (istiod then applies no failover);
+    /// - otherwise endpoints are prioritised by locality (and `failover`, `failoverPriority`)
+    ///   only when outlier detection is configured (Istio enables failover only with outlier
     ///   detection, since without it nothing ever fails over);
     /// - with outlier detection the panic threshold is `minHealthPercent` (0 unless set:
     ///   istiod disables panic mode); without it, Envoy's 50%.
-    pub fn priority_config(&self, local: Locality) -> PriorityConfig {
+    pub fn priority_config_for(
+        &self,
+        local: Locality,
+        labels: &BTreeMap<String, String>,
+    ) -> PriorityConfig {
         let mut config = PriorityConfig::default();
+        let lb = self.settings.load_balancer.as_ref();
+        let enabled = lb.and_then(|lb| lb.locality_enabled).unwrap_or(true);
+        let rules = lb.map(|lb| &lb.locality_rules);
         if let Some(outlier) = &self.settings.outlier_detection {
             config.panic_threshold_percent = outlier.panic_threshold_percent();
-            let enabled = self
-                .settings
-                .load_balancer
-                .as_ref()
-                .and_then(|lb| lb.locality_enabled)
-                .unwrap_or(true);
-            if enabled {
-                config.local = local;
+        }
+        if !enabled {
+            return config;
+        }
+        if let Some(rules) = rules.filter(|r| !r.distribute.is_empty()) {
+            config.local = local;
+            config.rules = LocalityRules {
+                distribute: rules.distribute.clone(),
+                ..LocalityRules::default()
+            };
+        } else if self.settings.outlier_detection.is_some() {
+            config.local = local;
+            if let Some(rules) = rules {
+                config.rules = LocalityRules {
+                    distribute: Vec::new(),
+                    failover: rules.failover.clone(),
+                    failover_priority: rules.failover_priority.clone(),
+                    labels: if rules.failover_priority.is_empty() {
+                        BTreeMap::new()
+                    } else {
+                        labels.clone()
+                    },
+                };
             }
         }
         config

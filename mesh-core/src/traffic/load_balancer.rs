@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::RequestView;
-use crate::balance::{HashKey, MaglevConfig, Policy, RingHashConfig};
+use crate::balance::{HashKey, LocalityRules, MaglevConfig, Policy, RingHashConfig};
 
 /// How endpoints are chosen (Istio `loadBalancer.simple` or `consistentHash`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -106,6 +106,10 @@ pub struct LoadBalancerSettings {
     pub algorithm: Algorithm,
     /// `localityLbSetting.enabled`; `None` follows the mesh default (enabled).
     pub locality_enabled: Option<bool>,
+    /// `localityLbSetting.distribute`, `failover` and `failoverPriority` (validated; the
+    /// caller's labels are left empty here and filled in by
+    /// [`EffectiveTrafficPolicy::priority_config_for`](super::EffectiveTrafficPolicy::priority_config_for)).
+    pub locality_rules: LocalityRules,
 }
 
 impl LoadBalancerSettings {
@@ -114,6 +118,7 @@ impl LoadBalancerSettings {
         Self {
             algorithm,
             locality_enabled: None,
+            locality_rules: LocalityRules::default(),
         }
     }
 

@@ -9,6 +9,7 @@
 
 pub(crate) mod cx;
 mod document;
+mod locality;
 pub(crate) mod policy;
 mod resources;
 pub(crate) mod routes;

@@ -141,20 +141,13 @@ fn load_balancer(cx: &mut Cx, path: &str, raw: &istio::LoadBalancer) -> LoadBala
         }
         (None, None) => Algorithm::default(),
     };
-    let mut locality_enabled = None;
+    let mut settings = LoadBalancerSettings::new(algorithm);
     if let Some(locality) = &raw.locality_lb_setting {
         let here = join(path, "localityLbSetting");
-        let why =
-            "only enabled is supported: locality priority is subzone, zone, region, then the rest";
-        cx.refuse(&here, "distribute", &locality.distribute, why);
-        cx.refuse(&here, "failover", &locality.failover, why);
-        cx.refuse(&here, "failoverPriority", &locality.failover_priority, why);
-        locality_enabled = locality.enabled;
+        settings.locality_rules = super::locality::locality_rules(cx, &here, locality);
+        settings.locality_enabled = locality.enabled;
     }
-    LoadBalancerSettings {
-        algorithm,
-        locality_enabled,
-    }
+    settings
 }
 
 fn consistent_hash(cx: &mut Cx, path: &str, raw: &istio::ConsistentHash) -> ConsistentHash {
@@ -430,7 +423,7 @@ pub(crate) fn subsets(cx: &mut Cx, path: &str, raw: &[istio::Subset]) -> Vec<Sub
 }
 
 /// Kubernetes label syntax: `[prefix/]name` (name 1-63 characters) and a value of at most 63.
-fn check_label(key: &str, value: &str) -> Result<(), String> {
+pub(super) fn check_label(key: &str, value: &str) -> Result<(), String> {
     let part = |s: &str| {
         !s.is_empty()
             && s.len() <= 63

@@ -160,10 +160,20 @@ shapes! {
     }
     /// `loadBalancer.localityLbSetting`.
     struct LocalityLb {
-        distribute: Option<Present>,
-        failover: Option<Present>,
-        failover_priority: Option<Present>,
+        distribute: Option<Vec<LocalityDistribute>>,
+        failover: Option<Vec<LocalityFailover>>,
+        failover_priority: Option<Vec<String>>,
         enabled: Option<bool>,
+    }
+    /// `localityLbSetting.distribute[]`.
+    struct LocalityDistribute {
+        from: Option<String>,
+        to: Option<BTreeMap<String, u32>>,
+    }
+    /// `localityLbSetting.failover[]`.
+    struct LocalityFailover {
+        from: Option<String>,
+        to: Option<String>,
     }
     /// `connectionPool`.
     struct ConnectionPool {

@@ -13,7 +13,7 @@ use hyper::{
 };
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use mesh_core::{
-    balance::{HashKey, PickContext},
+    balance::{HashKey, PickContext, PreviousPriorities},
     model::Protocol,
     resilience::Outcome,
     rng::SplitMix64,
@@ -71,6 +71,9 @@ pub(super) struct Target {
     /// The DestinationRule's `connectionPool` for this destination: connect timeout, HTTP
     /// idle timeout, requests per connection and maximum connection duration.
     pub(super) pool: ConnectionPoolSettings,
+    /// With the route's `retries.retryRemoteLocalities`: the priority levels this request's
+    /// attempts went to, so later attempts avoid them (Envoy's `previous_priorities`).
+    pub(super) previous_priorities: Option<std::sync::Mutex<PreviousPriorities>>,
 }
 
 impl Target {
@@ -184,6 +187,11 @@ impl Routed {
                 ctx,
                 http2,
                 pool: call.policy.connection_pool(),
+                previous_priorities: call
+                    .policy
+                    .retry()
+                    .retry_remote_localities
+                    .then(|| std::sync::Mutex::new(PreviousPriorities::istio())),
             },
             HttpPolicy::from_traffic(&call.policy),
         ))
@@ -196,12 +204,28 @@ impl Routed {
         target: &Target,
         request: Request<Full<Bytes>>,
     ) -> Result<Response<Incoming>, SendError> {
-        let Some(dest) = self.routes.pick_with(
-            &target.host,
-            target.port,
-            target.subset.as_deref(),
-            &target.ctx,
-        ) else {
+        let picked = {
+            // Held only for the pick (no await): attempts of one request are sequential.
+            let mut previous = target
+                .previous_priorities
+                .as_ref()
+                .map(|p| p.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+            let ctx = match &previous {
+                Some(p) => target.ctx.excluding_priorities(p.excluded()),
+                None => target.ctx,
+            };
+            let picked = self.routes.pick_with_priority(
+                &target.host,
+                target.port,
+                target.subset.as_deref(),
+                &ctx,
+            );
+            if let (Some(previous), Some((_, Some(level)))) = (&mut previous, &picked) {
+                previous.attempted(*level);
+            }
+            picked
+        };
+        let Some((dest, _)) = picked else {
             return Err(SendError::BeforeSending {
                 error: format!(
                     "no reachable endpoint for {}:{}{}",

@@ -22,7 +22,8 @@ use crate::{discovery::Discovery, hbone::Destination, http::ResolveDestination};
 ///
 /// One balancer (with its own outlier detector) exists per called `(service, port, subset)`.
 /// Its settings come from the service's DestinationRule when a [`TrafficConfig`] is installed
-/// ([`set_traffic`](Self::set_traffic): algorithm, locality priority and panic threshold,
+/// ([`set_traffic`](Self::set_traffic): algorithm, locality priority with `distribute`,
+/// `failover` and `failoverPriority`, panic threshold,
 /// outlier detection, port-level and subset overrides, subset membership by labels), and from
 /// the defaults given at construction otherwise.
 pub struct BalancedDestinations {
@@ -32,6 +33,8 @@ pub struct BalancedDestinations {
     outlier: Option<OutlierConfig>,
     traffic: ArcSwap<TrafficConfig>,
     local: Locality,
+    /// This workload's labels, compared by `failoverPriority`.
+    labels: BTreeMap<String, String>,
     /// Balancers by service host, then port and subset: a pick finds its host without
     /// allocating a key, and a report visits only its host's balancers.
     services: Mutex<HashMap<String, Vec<(Key, ServiceBalancer)>>>,
@@ -144,6 +147,7 @@ impl BalancedDestinations {
             outlier: Some(OutlierConfig::default()),
             traffic: ArcSwap::from_pointee(TrafficConfig::default()),
             local: Locality::default(),
+            labels: BTreeMap::new(),
             services: Mutex::new(HashMap::new()),
             failing: Mutex::new(HashSet::new()),
         })
@@ -164,6 +168,14 @@ impl BalancedDestinations {
     #[must_use]
     pub fn with_locality(mut self, local: Locality) -> Self {
         self.local = local;
+        self
+    }
+
+    /// This workload's labels, which a DestinationRule's `localityLbSetting.failoverPriority`
+    /// compares with the endpoints' labels (the topology labels of its locality are added).
+    #[must_use]
+    pub fn with_labels(mut self, labels: BTreeMap<String, String>) -> Self {
+        self.labels = labels;
         self
     }
 
@@ -275,6 +287,21 @@ impl BalancedDestinations {
         subset: Option<&str>,
         ctx: &PickContext,
     ) -> Option<Destination> {
+        self.pick_with_priority(host, port, subset, ctx)
+            .map(|(destination, _)| destination)
+    }
+
+    /// Like [`pick_with`](Self::pick_with), also returning the priority level of the endpoint
+    /// picked (0 is preferred; `None` if unknown), which a retry that avoids levels already
+    /// tried records ([`PreviousPriorities`](mesh_core::balance::PreviousPriorities), Istio's
+    /// `retryRemoteLocalities`).
+    pub fn pick_with_priority(
+        &self,
+        host: &str,
+        port: u16,
+        subset: Option<&str>,
+        ctx: &PickContext,
+    ) -> Option<(Destination, Option<usize>)> {
         let snapshot = self.discovery.current();
         let (service, endpoints) = lookup(&snapshot, host)?;
         if !service.ports.is_empty() && service.port(port).is_none() {
@@ -316,8 +343,9 @@ impl BalancedDestinations {
         }
         entry.tick(SystemClock.now());
         let index = entry.balancer.pick(ctx)?;
+        let level = entry.balancer.priority_of(index);
         let endpoint = entry.balancer.endpoints().get(index)?.clone();
-        destination(&service, &endpoint, port)
+        Some((destination(&service, &endpoint, port)?, level))
     }
 
     /// A balancer for `key` with the settings that apply to it; `None` for an unknown subset.
@@ -339,7 +367,7 @@ impl BalancedDestinations {
                     .map(|s| s.labels.clone());
                 (
                     effective.balancer_policy(),
-                    effective.priority_config(self.local.clone()),
+                    effective.priority_config_for(self.local.clone(), &self.labels),
                     effective.outlier_config(),
                     labels,
                 )

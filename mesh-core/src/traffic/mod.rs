@@ -26,7 +26,7 @@
 //! # Strictness
 //!
 //! Unknown fields are errors naming their path. Istio features this mesh does not implement
-//! (PASSTHROUGH, warmup, locality failover and distribution, SIMPLE/MUTUAL TLS origination,
+//! (PASSTHROUGH, warmup, SIMPLE/MUTUAL TLS origination,
 //! redirects, rewrites, fault injection, mirroring, gateways, `exportTo`, ...) are refused as
 //! "not supported", never silently ignored, so no call behaves differently from what its author
 //! wrote. Values are validated with istiod's rules (durations of at least 1 ms in whole
@@ -41,8 +41,17 @@
 //! `tcp.tcpKeepalive` (HBONE connections send HTTP/2 PINGs every 10 s instead),
 //! `http.h2UpgradePolicy` and `useClientProtocol` (a service port's declared protocol picks
 //! HTTP/1.1 or HTTP/2), `http.maxConcurrentStreams` (the HBONE pool caps streams per
-//! connection at the peer's limit). Not yet applied, and listed so nobody relies on it:
-//! `retries.retryRemoteLocalities` (retries may go to any locality the balancer offers).
+//! connection at the peer's limit).
+//!
+//! `loadBalancer.localityLbSetting` is applied as istiod sets Envoy up
+//! ([`EffectiveTrafficPolicy::priority_config_for`], [`LocalityRules`](crate::balance::LocalityRules)):
+//! `distribute` weights localities for the callers its `from` matches (validated: weights 1-100
+//! summing to 100, no overlapping localities); `failover` (region to region) and
+//! `failoverPriority` (labels, `label=value` allowed, combinable with `failover`) order priority
+//! levels, and like the default locality priority they need `outlierDetection`; `distribute`
+//! with `failover` is refused, as are a region failing over to itself and topology labels in
+//! `failoverPriority` next to `failover`. `retries.retryRemoteLocalities` makes mesh-client's
+//! retries avoid the levels already tried ([`PreviousPriorities`](crate::balance::PreviousPriorities)).
 //!
 //! mesh-client applies `tcp.connectTimeout`, `tcp.maxConnections`, the `http` limits,
 //! `maxRequestsPerConnection` and `http.idleTimeout`, and:

@@ -249,7 +249,10 @@ pub struct RetryPolicy {
     pub per_try_timeout: Option<Duration>,
     /// When to retry (`retryOn`).
     pub retry_on: RetryConditions,
-    /// Whether retries may go to endpoints in other localities (`retryRemoteLocalities`).
+    /// `retryRemoteLocalities`: later attempts avoid the priority levels earlier attempts went
+    /// to while other levels have healthy endpoints (Envoy's `previous_priorities`, update
+    /// frequency 2: [`PreviousPriorities::istio`](crate::balance::PreviousPriorities::istio)).
+    /// Without it retries stay in the levels the balancer's shares give.
     pub retry_remote_localities: bool,
     /// Base interval of the exponential backoff between attempts (`backoff`; Envoy: 25 ms,
     /// capped at 10x the base).

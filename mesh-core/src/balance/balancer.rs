@@ -3,6 +3,11 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use super::HashKey;
 use crate::model::Endpoint;
 
+/// How many picks one retry may spend looking for an endpoint not tried yet before it settles
+/// for one that was: Envoy's `host_selection_retry_max_attempts` as Istio sets it (5). See
+/// [`Balancer::pick_avoiding`].
+pub const HOST_SELECTION_ATTEMPTS: usize = 5;
+
 /// What the request layer knows about one pick.
 ///
 /// The consistent-hash key, and on a retry the priority levels to avoid
@@ -111,6 +116,30 @@ pub trait Balancer {
     fn priority_of(&self, index: usize) -> Option<usize> {
         let _ = index;
         None
+    }
+
+    /// [`pick`](Self::pick) for a retry: avoids the endpoints at the addresses in `tried` (the
+    /// ones earlier attempts of the request went to) while the pick has others to choose
+    /// from, as Envoy's `previous_hosts` retry host predicate, which Istio sets on every retry
+    /// policy.
+    ///
+    /// Like Envoy, the balancer picks again, up to [`HOST_SELECTION_ATTEMPTS`] times in all,
+    /// until it lands on an endpoint not tried; [`LoadBalancer`](super::LoadBalancer) then
+    /// walks the candidates of its last pick to the next one not tried (so consistent-hash
+    /// keys, which pick the same endpoint every time, move on as Envoy's ring walk does), and
+    /// only when every candidate was tried returns the endpoint picked. The locality level is
+    /// chosen as for any pick: retries leave the level only with `retryRemoteLocalities`
+    /// ([`PreviousPriorities`](super::PreviousPriorities)). An empty `tried` is a plain pick.
+    fn pick_avoiding(&mut self, ctx: &PickContext, tried: &[SocketAddr]) -> Option<usize> {
+        let mut index = self.pick(ctx)?;
+        for _ in 1..HOST_SELECTION_ATTEMPTS {
+            let address = self.endpoints().get(index).map(|e| e.address);
+            if !address.is_some_and(|a| tried.contains(&a)) {
+                break;
+            }
+            index = self.pick(ctx)?;
+        }
+        Some(index)
     }
 
     /// [`pick`](Self::pick), returning the endpoint itself.

@@ -165,6 +165,50 @@ impl<A: Algorithm> Balancer for LoadBalancer<A> {
         Some(picked)
     }
 
+    fn pick_avoiding(&mut self, ctx: &PickContext, tried: &[SocketAddr]) -> Option<usize> {
+        if tried.is_empty() {
+            return self.pick(ctx);
+        }
+        if self.priorities.is_none() {
+            self.priorities();
+        }
+        let Self {
+            algorithm,
+            endpoints,
+            priorities,
+            ..
+        } = self;
+        let priorities = priorities.as_mut()?;
+        let was_tried = |i: usize| endpoints.get(i).is_some_and(|e| tried.contains(&e.address));
+        // A hash key picks the same endpoint every time: go straight to the walk.
+        let attempts = if ctx.hash().is_some() {
+            1
+        } else {
+            super::HOST_SELECTION_ATTEMPTS
+        };
+        let mut picked = None;
+        for attempt in 1..=attempts {
+            let candidates = priorities.choose(ctx.hash(), ctx.excluded_priorities())?;
+            let index = algorithm.pick(endpoints, &candidates, ctx)?;
+            if !was_tried(index) {
+                picked = Some(index);
+                break;
+            }
+            if attempt == attempts {
+                // Every pick was a previous host: the next candidate after it that was not
+                // tried, or that one when all were.
+                let indices = candidates.indices();
+                let at = indices.iter().position(|&i| i == index).unwrap_or(0);
+                let (before, after) = indices.split_at(at);
+                let untried = after.iter().chain(before).copied().find(|&i| !was_tried(i));
+                picked = Some(untried.unwrap_or(index));
+            }
+        }
+        let picked = picked?;
+        self.last_pick = picked;
+        Some(picked)
+    }
+
     fn priority_of(&self, index: usize) -> Option<usize> {
         self.priorities.as_ref()?.level_of(index)
     }

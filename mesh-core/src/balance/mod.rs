@@ -45,7 +45,7 @@ mod weighted_fair;
 pub(crate) use addr_index::AddrIndex;
 pub(crate) use addr_map::AddrSet;
 pub use algorithm::{Algorithm, Candidates, SLOTS};
-pub use balancer::{Balancer, PickContext};
+pub use balancer::{Balancer, HOST_SELECTION_ATTEMPTS, PickContext};
 pub use error::BalanceConfigError;
 pub use hash::{HashKey, stable_hash};
 pub use load_balancer::LoadBalancer;

@@ -39,6 +39,7 @@ mod dns;
 mod error;
 mod extension;
 mod health;
+mod locality;
 mod resolved;
 mod schema;
 mod snapshot;
@@ -56,6 +57,7 @@ pub use extension::{
     HeaderPattern, Present,
 };
 pub use health::{HealthCheckSection, Probe, ProbeKindConfig, ServiceHealthCheck};
+pub use locality::LocalityConfig;
 pub use resolved::{
     DEFAULT_DEV_CA_DIR, DEFAULT_DRAIN_TIMEOUT, DEFAULT_INBOUND_LISTEN,
     DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_RATE_LIMIT_TIMEOUT, DEFAULT_RELOAD_INTERVAL,

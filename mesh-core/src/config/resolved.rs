@@ -33,8 +33,11 @@ pub struct WorkloadSettings {
     pub name: Option<String>,
     /// The namespace policies are scoped by: configured, or from the SPIFFE ID.
     pub namespace: Option<String>,
-    /// Labels matched by policy selectors.
+    /// Labels matched by policy selectors (and by `localityLbSetting.failoverPriority`).
     pub labels: BTreeMap<String, String>,
+    /// Where the workload runs (`workload.locality`, else its topology labels); unknown when
+    /// neither says. The balancers prefer endpoints near it.
+    pub locality: crate::model::Locality,
     /// Identity source and trust.
     pub identity: IdentitySettings,
     /// The inbound listener, if any.
@@ -293,9 +296,12 @@ impl MeshConfig {
             .as_ref()
             .map(super::dns::resolve_dns)
             .transpose()?;
+        let locality =
+            super::locality::resolve_locality(workload.locality.as_ref(), &workload.labels)?;
         Ok(WorkloadSettings {
             name: workload.name,
             namespace,
+            locality,
             labels: workload.labels,
             identity,
             inbound,

@@ -9,7 +9,11 @@
 //!
 //! ```
 //! let yaml = r#"
-//! workload: { name: orders, namespace: shop, labels: { app: orders } }
+//! workload:
+//!   name: orders
+//!   namespace: shop
+//!   labels: { app: orders }
+//!   locality: { region: us-east1, zone: us-east1-b }
 //! identity:
 //!   spiffe_id: spiffe://cluster.local/ns/shop/sa/orders
 //!   dev_ca: { dir: .mesh/ca, svid_ttl: 24h }
@@ -40,9 +44,21 @@ pub struct WorkloadConfig {
     /// apply. Default: taken from the SPIFFE ID (`/ns/<namespace>/`) when it has one.
     #[serde(default)]
     pub namespace: Option<String>,
-    /// Its labels, matched by policies' `selector.matchLabels`.
+    /// Its labels, matched by policies' `selector.matchLabels` and compared with endpoint
+    /// labels by a DestinationRule's `localityLbSetting.failoverPriority`. Without
+    /// `locality`, the topology labels `topology.kubernetes.io/region`,
+    /// `topology.kubernetes.io/zone` and `topology.istio.io/subzone` give the locality, as
+    /// istiod derives it from the node's labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Where the workload runs: `{ region, zone, subzone }` or Istio's `region/zone/subzone`
+    /// (see [`LocalityConfig`](super::LocalityConfig)). The balancers of the services it calls
+    /// prefer endpoints in its subzone, then zone, then region, failing over as those lose
+    /// healthy endpoints, and apply DestinationRules' `localityLbSetting` (`distribute`,
+    /// `failover`, `failoverPriority`) relative to it. Default: the topology labels, else
+    /// unknown (no locality preference).
+    #[serde(default)]
+    pub locality: Option<super::LocalityConfig>,
 }
 
 /// Where the workload's SVID and trust bundle come from. Exactly one source may be set; with

@@ -3,6 +3,7 @@
 use std::sync::PoisonError;
 
 use mesh_core::{
+    balance::PickContext,
     resilience::{Backoff, BackoffConfig, CircuitBreaker, Limits, Outcome, ResourceKind},
     rng::SplitMix64,
 };
@@ -11,7 +12,7 @@ use tracing::Instrument;
 
 use super::{Mesh, MeshError};
 use crate::{
-    hbone::{Destination, H2Stream, TunnelError, TunnelOptions},
+    hbone::{H2Stream, TunnelError, TunnelOptions},
     http::ResolveDestination,
     observe::{TraceContext, trace::continue_tunnel},
 };
@@ -19,8 +20,6 @@ use crate::{
 /// Attempts for one [`Mesh::connect`]: the first plus Istio's default of two retries, each to
 /// a freshly picked endpoint (Envoy's TCP proxy retries connect failures the same way).
 const CONNECT_ATTEMPTS: u32 = 3;
-/// Extra picks spent looking for an endpoint not tried yet (Envoy's `host_selection_retry_max_attempts`).
-const REPICKS: usize = 5;
 
 impl Mesh {
     /// Opens a raw TCP tunnel to `target` (`host:port` of a service discovery knows).
@@ -140,13 +139,16 @@ impl Mesh {
         let mut tried = Vec::new();
         loop {
             attempts += 1;
-            let dest = pick_untried(routes.as_ref(), &host, port, &tried).ok_or_else(|| {
-                MeshError::NoEndpoint {
+            // Envoy's `previous_hosts`: a retry avoids the endpoints already tried while
+            // others can serve.
+            let pick = routes
+                .pick_attempt(&host, port, None, &PickContext::new(), &tried)
+                .ok_or_else(|| MeshError::NoEndpoint {
                     host: host.clone(),
                     port,
-                }
-            })?;
-            tried.push(dest.authority());
+                })?;
+            let (dest, endpoint) = (pick.destination, pick.endpoint);
+            tried.push(endpoint);
             // Naming the service (`forwarded: ...;host=`) lets the destination attribute it.
             let options = TunnelOptions {
                 service_host: Some(host.clone()),
@@ -163,14 +165,14 @@ impl Mesh {
                 }));
             match connected {
                 Ok(stream) => {
-                    routes.report(&host, dest.authority(), Outcome::LocalOriginSuccess);
+                    routes.report(&host, endpoint, Outcome::LocalOriginSuccess);
                     return Ok(stream
                         .with_guard(Box::new(permit))
                         .with_deadlines(pool.tcp_idle_timeout(), pool.max_connection_duration()));
                 }
                 Err(e) => {
                     if !matches!(e, TunnelError::Denied { .. }) {
-                        routes.report(&host, dest.authority(), Outcome::LocalOriginFailure);
+                        routes.report(&host, endpoint, Outcome::LocalOriginFailure);
                     }
                     if !e.is_retryable() || attempts >= CONNECT_ATTEMPTS {
                         return Err(MeshError::Tunnel {
@@ -179,31 +181,12 @@ impl Mesh {
                             source: Box::new(e),
                         });
                     }
-                    tracing::debug!(%host, endpoint = %dest.authority(), error = %e, "tunnel attempt failed; retrying");
+                    tracing::debug!(%host, %endpoint, error = %e, "tunnel attempt failed; retrying");
                     tokio::time::sleep(backoff.next_delay()).await;
                 }
             }
         }
     }
-}
-
-/// Picks from the balancer, re-picking a few times to avoid endpoints that already failed
-/// this connect (Istio's default retry host predicate, `previous_hosts`). When every pick is a
-/// previous host (one endpoint left), that one is tried again.
-fn pick_untried(
-    routes: &dyn ResolveDestination,
-    host: &str,
-    port: u16,
-    tried: &[std::net::SocketAddr],
-) -> Option<Destination> {
-    let mut pick = routes.resolve(host, port)?;
-    for _ in 0..REPICKS {
-        if !tried.contains(&pick.authority()) {
-            break;
-        }
-        pick = routes.resolve(host, port)?;
-    }
-    Some(pick)
 }
 
 /// Splits `host:port` (`[v6]:port` too) and checks both halves.

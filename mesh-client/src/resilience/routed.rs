@@ -74,6 +74,10 @@ pub(super) struct Target {
     /// With the route's `retries.retryRemoteLocalities`: the priority levels this request's
     /// attempts went to, so later attempts avoid them (Envoy's `previous_priorities`).
     pub(super) previous_priorities: Option<std::sync::Mutex<PreviousPriorities>>,
+    /// When the route retries: the endpoints this request's attempts went to, which later
+    /// attempts avoid while others can serve (Envoy's `previous_hosts`, set by Istio on every
+    /// retry policy).
+    pub(super) previous_hosts: Option<std::sync::Mutex<Vec<SocketAddr>>>,
 }
 
 impl Target {
@@ -179,8 +183,10 @@ impl Routed {
             .service(&destination.host)
             .and_then(|s| s.port(dest_port))
             .is_some_and(|p| matches!(p.protocol, Protocol::Http2 | Protocol::Grpc));
+        let policy = HttpPolicy::from_traffic(&call.policy);
         Ok((
             Target {
+                previous_hosts: (policy.retries > 0).then(|| std::sync::Mutex::new(Vec::new())),
                 host: destination.host,
                 port: dest_port,
                 subset: destination.subset,
@@ -193,7 +199,7 @@ impl Routed {
                     .retry_remote_localities
                     .then(|| std::sync::Mutex::new(PreviousPriorities::istio())),
             },
-            HttpPolicy::from_traffic(&call.policy),
+            policy,
         ))
     }
 
@@ -214,18 +220,30 @@ impl Routed {
                 Some(p) => target.ctx.excluding_priorities(p.excluded()),
                 None => target.ctx,
             };
-            let picked = self.routes.pick_with_priority(
+            let mut tried = target
+                .previous_hosts
+                .as_ref()
+                .map(|p| p.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+            let picked = self.routes.pick_attempt(
                 &target.host,
                 target.port,
                 target.subset.as_deref(),
                 &ctx,
+                tried.as_deref().map_or(&[], Vec::as_slice),
             );
-            if let (Some(previous), Some((_, Some(level)))) = (&mut previous, &picked) {
-                previous.attempted(*level);
+            if let Some(pick) = &picked {
+                if let (Some(previous), Some(level)) = (&mut previous, pick.priority) {
+                    previous.attempted(level);
+                }
+                if let Some(tried) = &mut tried
+                    && !tried.contains(&pick.endpoint)
+                {
+                    tried.push(pick.endpoint);
+                }
             }
             picked
         };
-        let Some((dest, _)) = picked else {
+        let Some(pick) = picked else {
             return Err(SendError::BeforeSending {
                 error: format!(
                     "no reachable endpoint for {}:{}{}",
@@ -241,7 +259,9 @@ impl Routed {
                 retryable: true,
             });
         };
-        let endpoint = dest.authority();
+        let dest = pick.destination;
+        // Outcomes are reported by the endpoint's address, which outlier detection knows it by.
+        let endpoint = pick.endpoint;
         let sent = if target.http2 {
             let (mut sender, upstream) = match self.http2_sender(&dest, target, &request).await {
                 Ok(sender) => sender,

@@ -60,6 +60,20 @@ pub struct OutlierStatus {
     pub ejections: u64,
 }
 
+/// One endpoint picked for an attempt ([`BalancedDestinations::pick_attempt`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Pick {
+    /// How to reach it: the tunnel address, the target port and the identities to expect.
+    pub destination: Destination,
+    /// The endpoint's address as discovery lists it: what outlier detection and the retry
+    /// host predicate know it by (the tunnel's authority differs for secondary ports).
+    pub endpoint: SocketAddr,
+    /// Its priority level (0 is preferred; `None` if unknown), for
+    /// [`PreviousPriorities`](mesh_core::balance::PreviousPriorities).
+    pub priority: Option<usize>,
+}
+
 /// What one balancer serves.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Key {
@@ -302,6 +316,24 @@ impl BalancedDestinations {
         subset: Option<&str>,
         ctx: &PickContext,
     ) -> Option<(Destination, Option<usize>)> {
+        self.pick_attempt(host, port, subset, ctx, &[])
+            .map(|pick| (pick.destination, pick.priority))
+    }
+
+    /// The pick for one attempt of a request: like
+    /// [`pick_with_priority`](Self::pick_with_priority), avoiding the endpoints in `tried`
+    /// (the [`Pick::endpoint`]s of the request's earlier attempts) while others can serve, as
+    /// Envoy's `previous_hosts` retry host predicate that Istio puts on every retry policy
+    /// (see [`Balancer::pick_avoiding`]). When every endpoint the pick could use was tried,
+    /// one of them is tried again.
+    pub fn pick_attempt(
+        &self,
+        host: &str,
+        port: u16,
+        subset: Option<&str>,
+        ctx: &PickContext,
+        tried: &[SocketAddr],
+    ) -> Option<Pick> {
         let snapshot = self.discovery.current();
         let (service, endpoints) = lookup(&snapshot, host)?;
         if !service.ports.is_empty() && service.port(port).is_none() {
@@ -342,10 +374,14 @@ impl BalancedDestinations {
             entry.update(endpoints, &failing);
         }
         entry.tick(SystemClock.now());
-        let index = entry.balancer.pick(ctx)?;
-        let level = entry.balancer.priority_of(index);
+        let index = entry.balancer.pick_avoiding(ctx, tried)?;
+        let priority = entry.balancer.priority_of(index);
         let endpoint = entry.balancer.endpoints().get(index)?.clone();
-        Some((destination(&service, &endpoint, port)?, level))
+        Some(Pick {
+            destination: destination(&service, &endpoint, port)?,
+            endpoint: endpoint.address,
+            priority,
+        })
     }
 
     /// A balancer for `key` with the settings that apply to it; `None` for an unknown subset.

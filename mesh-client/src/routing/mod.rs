@@ -10,5 +10,5 @@
 mod balanced;
 mod health;
 
-pub use balanced::{BalancedDestinations, OutlierStatus};
+pub use balanced::{BalancedDestinations, OutlierStatus, Pick};
 pub use health::HealthChecks;

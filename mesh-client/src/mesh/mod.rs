@@ -147,7 +147,10 @@ impl Mesh {
         let discovery = start_discovery(&config, &settings).await?;
         let routes = Arc::new(
             BalancedDestinations::new(discovery.clone(), Policy::default())
-                .map_err(|e| MeshError::Discovery(format!("load balancer: {e}")))?,
+                .map_err(|e| MeshError::Discovery(format!("load balancer: {e}")))?
+                // Locality priority and `localityLbSetting` rules are relative to this workload.
+                .with_locality(settings.locality.clone())
+                .with_labels(settings.labels.clone()),
         );
         routes.set_traffic(traffic);
         let observe = admin::Observe::new(&settings, &identity.tls, &authz);

@@ -29,11 +29,7 @@ const SERVER_ID: &str = "spiffe://cluster.local/ns/bench/sa/server";
 const HOST: &str = "server.bench.svc.cluster.local";
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = bench_runtime();
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = dir.path().join("ca");
     let (_server_mesh, server, client, quiet) = rt.block_on(async {
@@ -110,10 +106,14 @@ fn bench(c: &mut Criterion) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3000);
+    // `PAIRED_ONLY=0|1|2` runs one of them alone (for `perf stat` and the like).
+    let only: Option<usize> = std::env::var("PAIRED_ONLY")
+        .ok()
+        .and_then(|v| v.parse().ok());
     let mut times: [Vec<Duration>; 3] = Default::default();
     for round in 0..rounds {
         for k in 0..3 {
-            let which = (round + k) % 3;
+            let which = only.unwrap_or((round + k) % 3);
             let started = Instant::now();
             match which {
                 0 => drop(baseline(&mut sender)),
@@ -125,7 +125,7 @@ fn bench(c: &mut Criterion) {
     }
     let median = |v: &mut Vec<Duration>| {
         v.sort_unstable();
-        v[v.len() / 2]
+        v.get(v.len() / 2).copied().unwrap_or_default()
     };
     let [base, mesh, quiet_times] = &mut times;
     let (base, mesh, no_telemetry) = (median(base), median(mesh), median(quiet_times));
@@ -135,6 +135,28 @@ fn bench(c: &mut Criterion) {
         mesh.as_secs_f64() / base.as_secs_f64(),
         no_telemetry.as_secs_f64() / base.as_secs_f64(),
     );
+}
+
+/// The runtime client and server share: by default one current thread, as the `hbone` and
+/// `handshake` benches, so that a time is the CPU work of both ends and the loopback round trip;
+/// `MESH_HTTP_WORKERS=N` uses a multi-thread runtime of N workers instead, which adds the
+/// cross-thread wake-ups (on a virtual machine whose idle vCPUs halt, each costs tens of
+/// microseconds and dominates the time).
+fn bench_runtime() -> tokio::runtime::Runtime {
+    match std::env::var("MESH_HTTP_WORKERS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        Some(workers) if workers > 0 => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+            .expect("runtime"),
+        _ => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime"),
+    }
 }
 
 /// A client mesh knowing the server as `HOST`, with `extra` appended to its config.

@@ -3,6 +3,8 @@
 use std::{
     collections::HashMap,
     fmt,
+    future::Future,
+    pin::Pin,
     sync::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicU32, Ordering},
@@ -280,7 +282,7 @@ impl ResilientClient {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .record_request(SystemClock::timestamp(started));
-        let run = self.attempts(
+        let run = self.attempts_boxed(
             &host,
             &state,
             policy,
@@ -299,6 +301,33 @@ impl ResilientClient {
             }),
             None => run.await,
         }
+    }
+
+    /// [`attempts`](Self::attempts), boxed. Its future (routing, pools, retries, timers:
+    /// several kilobytes) would otherwise be part of every caller's future and be copied each
+    /// time one is moved (into `timeout`, `instrument`, a spawned task...); one allocation
+    /// per request costs less. Boxed outside any `async` body, where `Box::pin(fut).await`
+    /// would still keep a slot for the unboxed temporary across the await.
+    #[allow(clippy::too_many_arguments)]
+    fn attempts_boxed<'a>(
+        &'a self,
+        host: &'a str,
+        state: &'a ServiceState,
+        policy: &'a HttpPolicy,
+        target: Option<&'a Target>,
+        request: Request<Bytes>,
+        deadline: Option<Instant>,
+        attempts_made: &'a AtomicU32,
+    ) -> Pin<Box<dyn Future<Output = Result<Response<Incoming>, RequestError>> + Send + 'a>> {
+        Box::pin(self.attempts(
+            host,
+            state,
+            policy,
+            target,
+            request,
+            deadline,
+            attempts_made,
+        ))
     }
 
     #[allow(clippy::too_many_arguments)]

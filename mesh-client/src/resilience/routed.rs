@@ -2,7 +2,7 @@
 //! (host, subset, port) and its policy per request; each attempt opens a tunnel to an endpoint
 //! of that destination and speaks HTTP/1.1 or HTTP/2 (by the service port's protocol) over it.
 
-use std::{borrow::Cow, net::SocketAddr, sync::Arc, time::Instant};
+use std::{borrow::Cow, future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, Uri, header::HOST, request::Parts};
@@ -379,7 +379,22 @@ impl Routed {
     }
 
     /// Opens a tunnel to the endpoint and an HTTP/1.1 connection over it.
-    async fn dial_http1(
+    ///
+    /// Boxed: dialing (TCP, TLS handshake, CONNECT, HTTP handshake) is a future of several
+    /// kilobytes, and inline it would make every request's future as large, to be moved around
+    /// on every request although few of them dial. The box is made here, outside any `async`
+    /// body: `Box::pin(fut).await` written in one would still keep a slot for the unboxed
+    /// temporary (temporaries live to the end of their statement, across the `.await`).
+    fn dial_http1<'a>(
+        &'a self,
+        dest: &'a Destination,
+        target: &'a Target,
+        request: &'a Request<Full<Bytes>>,
+    ) -> Dialing<'a, Http1Connection, Http1Error> {
+        Box::pin(self.dial_http1_inline(dest, target, request))
+    }
+
+    async fn dial_http1_inline(
         &self,
         dest: &Destination,
         target: &Target,
@@ -431,6 +446,27 @@ impl Routed {
         if let Some(connection) = self.http2.checkout(endpoint) {
             return Ok(connection);
         }
+        self.dial_http2(dest, target, request).await
+    }
+
+    /// Opens a tunnel to the endpoint and an HTTP/2 connection over it, shared from then on.
+    /// Boxed (see [`dial_http1`](Self::dial_http1)).
+    fn dial_http2<'a>(
+        &'a self,
+        dest: &'a Destination,
+        target: &'a Target,
+        request: &'a Request<Full<Bytes>>,
+    ) -> Dialing<'a, Http2Connection, TunnelError> {
+        Box::pin(self.dial_http2_inline(dest, target, request))
+    }
+
+    async fn dial_http2_inline(
+        &self,
+        dest: &Destination,
+        target: &Target,
+        request: &Request<Full<Bytes>>,
+    ) -> Result<Http2Connection, TunnelError> {
+        let endpoint = dest.authority();
         let stream = connect(&self.hbone, dest, target, request).await?;
         let upstream = UpstreamInfo {
             host: target.host.clone(),
@@ -482,6 +518,9 @@ impl Routed {
         self.routes.report(&target.host, endpoint, outcome);
     }
 }
+
+/// A connection being dialed, boxed (see [`Routed::dial_http1`]).
+type Dialing<'a, T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'a>>;
 
 /// How an HTTP/1.1 attempt failed: before anything was sent (no tunnel, no connection) or
 /// while sending.

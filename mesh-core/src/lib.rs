@@ -38,6 +38,7 @@
 pub mod balance;
 pub mod clock;
 pub mod config;
+pub mod fast_hash;
 pub mod identity;
 pub mod model;
 pub mod resilience;

@@ -9,8 +9,8 @@
 //! flows is bounded: past [`MAX_FLOWS`] new flows are recorded under `unknown` labels and
 //! counted in `mesh_metrics_label_overflow_total`.
 
+use mesh_core::fast_hash::FastMap;
 use std::{
-    collections::HashMap,
     hash::{DefaultHasher, Hash, Hasher},
     sync::{
         Arc, OnceLock, PoisonError, RwLock,
@@ -82,7 +82,7 @@ type Bucket = Vec<(FlowKey, Arc<FlowRecorder>)>;
 /// Interned flows, bounded.
 #[derive(Debug, Default)]
 pub(crate) struct FlowCache {
-    map: RwLock<HashMap<u64, Bucket>>,
+    map: RwLock<FastMap<u64, Bucket>>,
     count: AtomicUsize,
     /// The catch-all flows per reporter and protocol once the limit is reached.
     overflow: [OnceLock<Arc<FlowRecorder>>; 6],

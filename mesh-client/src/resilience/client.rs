@@ -1,7 +1,8 @@
 //! The retry loop.
 
+use mesh_core::fast_hash::FastMap;
 use std::{
-    collections::HashMap,
+    borrow::Cow,
     fmt,
     future::Future,
     pin::Pin,
@@ -58,7 +59,7 @@ pub struct ResilientClient {
     /// Kept to report outcomes to the routes (passive health checking).
     connector: MeshConnector,
     policy: Arc<HttpPolicy>,
-    services: Arc<Mutex<HashMap<String, Arc<ServiceState>>>>,
+    services: Arc<Mutex<FastMap<String, Arc<ServiceState>>>>,
     /// Set for clients following the traffic configuration.
     routed: Option<Arc<Routed>>,
     /// Where requests, retries and overflows are recorded (`None`: not recorded).
@@ -113,7 +114,7 @@ impl ResilientClient {
                 .build(connector.clone()),
             connector,
             policy: Arc::new(policy),
-            services: Arc::new(Mutex::new(HashMap::new())),
+            services: Arc::new(Mutex::new(FastMap::default())),
             routed: None,
             telemetry: None,
         })
@@ -138,7 +139,7 @@ impl ResilientClient {
                 .build(connector.clone()),
             connector,
             policy: Arc::new(HttpPolicy::default()),
-            services: Arc::new(Mutex::new(HashMap::new())),
+            services: Arc::new(Mutex::new(FastMap::default())),
             routed: Some(Arc::new(Routed::new(hbone, routes, discovery))),
             telemetry: None,
         }
@@ -249,7 +250,7 @@ impl ResilientClient {
         };
         let key = target
             .as_ref()
-            .map_or_else(|| host.clone(), Target::state_key);
+            .map_or(Cow::Borrowed(host.as_str()), Target::state_key);
         let state = self.state(&key, &policy)?;
         let _request_permit = state
             .breaker
@@ -375,7 +376,7 @@ impl ResilientClient {
                 .unwrap_or_else(PoisonError::into_inner)
                 .try_retry(SystemClock.now())
                 .is_ok();
-            let key = || target.map_or_else(|| host.to_owned(), Target::state_key);
+            let key = || target.map_or(Cow::Borrowed(host), Target::state_key);
             if !budget_ok {
                 tracing::debug!(host, "retry budget exhausted; returning the last result");
                 if let Some(t) = &self.telemetry {

@@ -18,8 +18,8 @@
 //! at that age (it closes at once when idle), and one busy then is dropped when its response
 //! head is in (it closes once the response is read).
 
+use mesh_core::fast_hash::FastMap;
 use std::{
-    collections::HashMap,
     net::SocketAddr,
     sync::{
         Mutex, PoisonError,
@@ -112,7 +112,7 @@ pub(super) enum Checkout {
 
 /// Kept-alive connections by endpoint.
 pub(super) struct Http1Pool {
-    idle: Mutex<HashMap<SocketAddr, Vec<Http1Connection>>>,
+    idle: Mutex<FastMap<SocketAddr, Vec<Http1Connection>>>,
     /// When the whole pool was last swept for expired connections.
     last_sweep: Mutex<Instant>,
 }
@@ -120,7 +120,7 @@ pub(super) struct Http1Pool {
 impl Http1Pool {
     pub(super) fn new() -> Self {
         Self {
-            idle: Mutex::new(HashMap::new()),
+            idle: Mutex::new(FastMap::default()),
             last_sweep: Mutex::new(Instant::now()),
         }
     }

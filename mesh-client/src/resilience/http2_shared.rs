@@ -8,8 +8,8 @@
 //! age). With the pool's sender gone, the connection takes no new stream and closes once the
 //! streams in flight end.
 
+use mesh_core::fast_hash::FastMap;
 use std::{
-    collections::HashMap,
     net::SocketAddr,
     sync::{
         Mutex, PoisonError,
@@ -58,13 +58,13 @@ impl Shared {
 
 /// The shared HTTP/2 connections by endpoint.
 pub(super) struct Http2Shared {
-    by_endpoint: Mutex<HashMap<SocketAddr, Shared>>,
+    by_endpoint: Mutex<FastMap<SocketAddr, Shared>>,
 }
 
 impl Http2Shared {
     pub(super) fn new() -> Self {
         Self {
-            by_endpoint: Mutex::new(HashMap::new()),
+            by_endpoint: Mutex::new(FastMap::default()),
         }
     }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use mesh_core::{
     resilience::{BackoffConfig, Limits, RetryBudgetConfig},
     traffic::{AttemptFailure, EffectiveTrafficPolicy, RetryConditions},
@@ -48,6 +48,10 @@ impl Default for RetryOn {
     }
 }
 
+/// Header names known at compile time: looking one up by `&str` parses it on every call.
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+const ENVOY_RATELIMITED: HeaderName = HeaderName::from_static("x-envoy-ratelimited");
+
 impl RetryOn {
     /// Whether an answer with `status` should be retried.
     pub fn status(&self, status: u16) -> bool {
@@ -62,11 +66,14 @@ impl RetryOn {
         if self.status(status) {
             return true;
         }
-        if self.envoy_ratelimited && status == 429 && headers.contains_key("x-envoy-ratelimited") {
+        if self.envoy_ratelimited && status == 429 && headers.contains_key(ENVOY_RATELIMITED) {
             return true;
         }
+        if self.grpc_codes.is_empty() {
+            return false;
+        }
         headers
-            .get("grpc-status")
+            .get(GRPC_STATUS)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u32>().ok())
             .is_some_and(|code| self.grpc_codes.contains(&code))
@@ -137,7 +144,10 @@ impl HttpPolicy {
                     max: base.saturating_mul(10),
                 }),
             limits: policy.breaker_limits(),
-            ..Self::default()
+            // Spelled out rather than `..Self::default()`, which would build (and drop) a
+            // default `RetryOn` with its two vectors on every request.
+            retry_non_idempotent: false,
+            budget: RetryBudgetConfig::default(),
         }
     }
 }

@@ -82,10 +82,10 @@ pub(super) struct Target {
 
 impl Target {
     /// The key of the per-destination state (retry budget, breaker): `host` or `host/subset`.
-    pub(super) fn state_key(&self) -> String {
+    pub(super) fn state_key(&self) -> Cow<'_, str> {
         match &self.subset {
-            Some(subset) => format!("{}/{subset}", self.host),
-            None => self.host.clone(),
+            Some(subset) => Cow::Owned(format!("{}/{subset}", self.host)),
+            None => Cow::Borrowed(&self.host),
         }
     }
 }

@@ -1,5 +1,6 @@
+use mesh_core::fast_hash::FastMap;
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashSet},
     fmt,
     net::SocketAddr,
     sync::{Arc, Mutex, PoisonError},
@@ -37,7 +38,7 @@ pub struct BalancedDestinations {
     labels: BTreeMap<String, String>,
     /// Balancers by service host, then port and subset: a pick finds its host without
     /// allocating a key, and a report visits only its host's balancers.
-    services: Mutex<HashMap<String, Vec<(Key, ServiceBalancer)>>>,
+    services: Mutex<FastMap<String, Vec<(Key, ServiceBalancer)>>>,
     /// Endpoints failing active health checks, per service host.
     failing: Mutex<HashSet<(String, SocketAddr)>>,
 }
@@ -162,7 +163,7 @@ impl BalancedDestinations {
             traffic: ArcSwap::from_pointee(TrafficConfig::default()),
             local: Locality::default(),
             labels: BTreeMap::new(),
-            services: Mutex::new(HashMap::new()),
+            services: Mutex::new(FastMap::default()),
             failing: Mutex::new(HashSet::new()),
         })
     }
@@ -376,9 +377,10 @@ impl BalancedDestinations {
         entry.tick(SystemClock.now());
         let index = entry.balancer.pick_avoiding(ctx, tried)?;
         let priority = entry.balancer.priority_of(index);
-        let endpoint = entry.balancer.endpoints().get(index)?.clone();
+        // Borrowed, not cloned: an endpoint carries labels and a locality (allocations).
+        let endpoint = entry.balancer.endpoints().get(index)?;
         Some(Pick {
-            destination: destination(&service, &endpoint, port)?,
+            destination: destination(&service, endpoint, port)?,
             endpoint: endpoint.address,
             priority,
         })

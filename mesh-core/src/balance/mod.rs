@@ -20,7 +20,6 @@
 //! injected ([`Clock`](crate::clock::Clock), [`Rng`](crate::rng::Rng)), so tests are exact.
 
 mod addr_index;
-mod addr_map;
 mod algorithm;
 mod balancer;
 mod error;
@@ -43,7 +42,8 @@ mod weight_aware;
 mod weighted_fair;
 
 pub(crate) use addr_index::AddrIndex;
-pub(crate) use addr_map::AddrSet;
+/// A set of endpoint addresses (keys from service discovery, so the fast hasher is safe).
+pub(crate) type AddrSet = crate::fast_hash::FastSet<std::net::SocketAddr>;
 pub use algorithm::{Algorithm, Candidates, SLOTS};
 pub use balancer::{Balancer, HOST_SELECTION_ATTEMPTS, PickContext};
 pub use error::BalanceConfigError;

@@ -1,18 +1,23 @@
-//! Hash sets of [`SocketAddr`] with a fast, fixed hasher.
+//! Hash maps and sets with a fast, fixed hasher, for keys the control plane or the
+//! application chooses (endpoint addresses, service host names), never a remote peer.
 //!
-//! `std`'s default SipHash costs tens of nanoseconds per `SocketAddr`; the keys here come from
-//! service discovery (the control plane), not from request data an attacker chooses, so
-//! flooding resistance is not needed and a multiply-fold hasher does the job in a few. (Lookups
-//! on the request path use [`AddrIndex`](super::AddrIndex), which needs no key storage.)
+//! `std`'s default SipHash resists hash flooding, which matters only when an attacker chooses
+//! the keys *inserted*; it costs tens of nanoseconds per key, several times per request when a
+//! request looks up its service, balancer, pool and metric series. The keys of the maps that
+//! use [`FastMap`] come from service discovery and configuration (the control plane) or from
+//! the application's own requests, so a multiply-fold hasher does the job in a few nanoseconds.
+//! Do not use it for maps whose keys a remote peer controls.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     hash::{BuildHasherDefault, Hasher},
-    net::SocketAddr,
 };
 
-/// A set of endpoint addresses, hashed with [`AddrHasher`].
-pub(crate) type AddrSet = HashSet<SocketAddr, BuildHasherDefault<AddrHasher>>;
+/// A hash map with [`FastHasher`]: `FastMap::default()` to create one.
+pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+
+/// A hash set with [`FastHasher`]: `FastSet::default()` to create one.
+pub type FastSet<K> = HashSet<K, BuildHasherDefault<FastHasher>>;
 
 /// Odd constants from the digits of pi; any well-mixed odd values would do.
 const SEED: u64 = 0x243f_6a88_85a3_08d3;
@@ -22,17 +27,17 @@ const MULTIPLIER: u64 = 0x1319_8a2e_0370_7345 | 1;
 /// halves xored together spread every input bit over the whole output (the low bits index
 /// hashbrown's buckets, the high bits fill its control bytes).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct AddrHasher {
+pub struct FastHasher {
     state: u64,
 }
 
-impl Default for AddrHasher {
+impl Default for FastHasher {
     fn default() -> Self {
         Self { state: SEED }
     }
 }
 
-impl AddrHasher {
+impl FastHasher {
     #[inline]
     fn add(&mut self, word: u64) {
         let product = u128::from(self.state ^ word) * u128::from(MULTIPLIER);
@@ -43,7 +48,7 @@ impl AddrHasher {
     }
 }
 
-impl Hasher for AddrHasher {
+impl Hasher for FastHasher {
     fn write(&mut self, bytes: &[u8]) {
         for chunk in bytes.chunks(8) {
             let mut word = [0u8; 8];
@@ -95,17 +100,17 @@ impl Hasher for AddrHasher {
 
 #[cfg(test)]
 mod tests {
-    use std::{collections::HashSet as StdSet, hash::BuildHasher};
+    use std::{collections::HashSet as StdSet, hash::BuildHasher, net::SocketAddr};
 
     use super::*;
 
     fn hash(addr: SocketAddr) -> u64 {
-        BuildHasherDefault::<AddrHasher>::default().hash_one(addr)
+        BuildHasherDefault::<FastHasher>::default().hash_one(addr)
     }
 
     #[test]
     fn maps_find_what_was_inserted() {
-        let mut map = std::collections::HashMap::<_, _, BuildHasherDefault<AddrHasher>>::default();
+        let mut map = std::collections::HashMap::<_, _, BuildHasherDefault<FastHasher>>::default();
         let addrs: Vec<SocketAddr> = (0..2000u32)
             .map(|i| SocketAddr::from(([10, (i >> 8) as u8, i as u8, 1], 8080)))
             .chain([
@@ -120,8 +125,28 @@ mod tests {
             assert_eq!(map.get(a), Some(&i));
         }
         assert_eq!(map.get(&"10.255.255.255:1".parse().unwrap()), None);
-        let set: AddrSet = addrs.iter().copied().collect();
+        let set: FastSet<SocketAddr> = addrs.iter().copied().collect();
         assert_eq!(set.len(), addrs.len());
+    }
+
+    #[test]
+    fn strings_hash_apart() {
+        let build = BuildHasherDefault::<FastHasher>::default();
+        let hosts = [
+            "a.svc",
+            "b.svc",
+            "a.svc.",
+            "reviews.default.svc.cluster.local",
+            "",
+        ];
+        let hashes: StdSet<u64> = hosts.iter().map(|h| build.hash_one(h)).collect();
+        assert_eq!(hashes.len(), hosts.len());
+        let mut map: FastMap<String, usize> = FastMap::default();
+        for (i, h) in hosts.iter().enumerate() {
+            map.insert((*h).to_owned(), i);
+        }
+        assert_eq!(map.get("a.svc."), Some(&2));
+        assert_eq!(map.get("c.svc"), None);
     }
 
     #[test]
@@ -140,9 +165,9 @@ mod tests {
             hash("10.0.0.1:80".parse().unwrap()),
             hash("10.0.0.1:81".parse().unwrap())
         );
-        let mut h = AddrHasher::default();
+        let mut h = FastHasher::default();
         h.write(&[0]);
-        let mut g = AddrHasher::default();
+        let mut g = FastHasher::default();
         g.write(&[0, 0]);
         assert_ne!(h.finish(), g.finish());
     }

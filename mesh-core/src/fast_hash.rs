@@ -110,7 +110,7 @@ mod tests {
 
     #[test]
     fn maps_find_what_was_inserted() {
-        let mut map = std::collections::HashMap::<_, _, BuildHasherDefault<FastHasher>>::default();
+        let mut map: FastMap<SocketAddr, usize> = FastMap::default();
         let addrs: Vec<SocketAddr> = (0..2000u32)
             .map(|i| SocketAddr::from(([10, (i >> 8) as u8, i as u8, 1], 8080)))
             .chain([

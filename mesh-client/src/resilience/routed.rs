@@ -2,16 +2,12 @@
 //! (host, subset, port) and its policy per request; each attempt opens a tunnel to an endpoint
 //! of that destination and speaks HTTP/1.1 or HTTP/2 (by the service port's protocol) over it.
 
-use std::{borrow::Cow, future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Instant};
+use std::{borrow::Cow, net::SocketAddr, sync::Arc};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, Uri, header::HOST, request::Parts};
 use http_body_util::Full;
-use hyper::{
-    body::Incoming,
-    client::conn::{http1, http2},
-};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper::body::Incoming;
 use mesh_core::{
     balance::{HashKey, PickContext, PreviousPriorities},
     model::Protocol,
@@ -25,10 +21,12 @@ use super::{
     http1_pool::{Checkout, Http1Connection, Http1Pool},
     http2_shared::{Http2Connection, Http2Shared},
 };
+mod dial;
+
 use crate::{
     discovery::Discovery,
     hbone::{Destination, HboneClient, TunnelError},
-    http::{BoxError, UpstreamInfo},
+    http::BoxError,
     routing::BalancedDestinations,
 };
 
@@ -378,62 +376,6 @@ impl Routed {
         }
     }
 
-    /// Opens a tunnel to the endpoint and an HTTP/1.1 connection over it.
-    ///
-    /// Boxed: dialing (TCP, TLS handshake, CONNECT, HTTP handshake) is a future of several
-    /// kilobytes, and inline it would make every request's future as large, to be moved around
-    /// on every request although few of them dial. The box is made here, outside any `async`
-    /// body: `Box::pin(fut).await` written in one would still keep a slot for the unboxed
-    /// temporary (temporaries live to the end of their statement, across the `.await`).
-    fn dial_http1<'a>(
-        &'a self,
-        dest: &'a Destination,
-        target: &'a Target,
-        request: &'a Request<Full<Bytes>>,
-    ) -> Dialing<'a, Http1Connection, Http1Error> {
-        Box::pin(self.dial_http1_inline(dest, target, request))
-    }
-
-    async fn dial_http1_inline(
-        &self,
-        dest: &Destination,
-        target: &Target,
-        request: &Request<Full<Bytes>>,
-    ) -> Result<Http1Connection, Http1Error> {
-        let endpoint = dest.authority();
-        let stream = connect(&self.hbone, dest, target, request)
-            .await
-            .map_err(Http1Error::Tunnel)?;
-        let upstream = UpstreamInfo {
-            host: target.host.clone(),
-            endpoint,
-            peer: stream.peer_identity().cloned(),
-            peer_baggage: stream.peer_baggage().cloned(),
-        };
-        let opened = Instant::now();
-        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(|e| {
-            Http1Error::Tunnel(TunnelError::InvalidRequest(format!(
-                "HTTP/1.1 handshake with {endpoint}: {e}"
-            )))
-        })?;
-        let connection = Http1Connection::new(sender, upstream, &target.pool, opened);
-        let end_of_life = target.pool.max_connection_duration().map(|d| opened + d);
-        let (pool, id) = (Arc::downgrade(&self.http1), connection.id());
-        tokio::spawn(async move {
-            // At its maximum duration, out of the pool: it closes now if idle, or once the
-            // response in flight is read (it is not put back).
-            let retire = || {
-                if let Some(pool) = pool.upgrade() {
-                    pool.retire(endpoint, id);
-                }
-            };
-            if let Err(e) = run_until_retired(conn, end_of_life, retire).await {
-                tracing::debug!(%endpoint, error = %e, "HTTP/1.1 connection ended");
-            }
-        });
-        Ok(connection)
-    }
-
     /// The endpoint's multiplexed HTTP/2 connection, opened (one tunnel) when there is none
     /// or the last one closed.
     async fn http2_sender(
@@ -447,59 +389,6 @@ impl Routed {
             return Ok(connection);
         }
         self.dial_http2(dest, target, request).await
-    }
-
-    /// Opens a tunnel to the endpoint and an HTTP/2 connection over it, shared from then on.
-    /// Boxed (see [`dial_http1`](Self::dial_http1)).
-    fn dial_http2<'a>(
-        &'a self,
-        dest: &'a Destination,
-        target: &'a Target,
-        request: &'a Request<Full<Bytes>>,
-    ) -> Dialing<'a, Http2Connection, TunnelError> {
-        Box::pin(self.dial_http2_inline(dest, target, request))
-    }
-
-    async fn dial_http2_inline(
-        &self,
-        dest: &Destination,
-        target: &Target,
-        request: &Request<Full<Bytes>>,
-    ) -> Result<Http2Connection, TunnelError> {
-        let endpoint = dest.authority();
-        let stream = connect(&self.hbone, dest, target, request).await?;
-        let upstream = UpstreamInfo {
-            host: target.host.clone(),
-            endpoint,
-            peer: stream.peer_identity().cloned(),
-            peer_baggage: stream.peer_baggage().cloned(),
-        };
-        let opened = Instant::now();
-        let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .map_err(|e| {
-                TunnelError::InvalidRequest(format!("HTTP/2 handshake with {endpoint}: {e}"))
-            })?;
-        let id = Http2Shared::next_id();
-        // Shared before its task can retire it. This request is the connection's first.
-        let connection = (sender, upstream);
-        self.http2
-            .share(endpoint, &connection, id, &target.pool, opened);
-        let end_of_life = target.pool.max_connection_duration().map(|d| opened + d);
-        let shared = Arc::downgrade(&self.http2);
-        tokio::spawn(async move {
-            // At its maximum duration, no longer shared: with its last sender gone it takes no
-            // new stream and closes once the streams in flight end.
-            let retire = || {
-                if let Some(shared) = shared.upgrade() {
-                    shared.retire(endpoint, id);
-                }
-            };
-            if let Err(e) = run_until_retired(conn, end_of_life, retire).await {
-                tracing::debug!(%endpoint, error = %e, "HTTP/2 connection ended");
-            }
-        });
-        Ok(connection)
     }
 
     fn before_sending(&self, target: &Target, endpoint: SocketAddr, e: TunnelError) -> SendError {
@@ -519,67 +408,11 @@ impl Routed {
     }
 }
 
-/// A connection being dialed, boxed (see [`Routed::dial_http1`]).
-type Dialing<'a, T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'a>>;
-
 /// How an HTTP/1.1 attempt failed: before anything was sent (no tunnel, no connection) or
 /// while sending.
 enum Http1Error {
     Tunnel(TunnelError),
     Hyper(hyper::Error),
-}
-
-/// Drives an HTTP connection to its end; when it reaches `end_of_life` first, calls `retire`
-/// (which stops handing it out, so it closes once idle) and goes on driving it, so requests in
-/// flight finish normally.
-async fn run_until_retired<F: Future>(
-    conn: F,
-    end_of_life: Option<Instant>,
-    retire: impl FnOnce(),
-) -> F::Output {
-    let Some(at) = end_of_life else {
-        return conn.await;
-    };
-    tokio::pin!(conn);
-    tokio::select! {
-        ended = &mut conn => return ended,
-        () = tokio::time::sleep_until(at.into()) => retire(),
-    }
-    conn.await
-}
-
-/// Opens a tunnel within the destination's `connectionPool.tcp.connectTimeout`.
-async fn connect(
-    hbone: &HboneClient,
-    dest: &Destination,
-    target: &Target,
-    request: &Request<Full<Bytes>>,
-) -> Result<crate::hbone::H2Stream, TunnelError> {
-    let limit = target.pool.connect_timeout();
-    tokio::time::timeout(
-        limit,
-        hbone.connect_with(dest, &tunnel_options(target, request)),
-    )
-    .await
-    .unwrap_or(Err(TunnelError::Timeout {
-        addr: dest.hbone_addr,
-        phase: "connectionPool.tcp.connectTimeout: opening the tunnel",
-        after: limit,
-    }))
-}
-
-/// The CONNECT of a tunnel opened for `request`: it names the service (`forwarded: ...;host=`)
-/// so the destination can attribute it, and carries the request's trace.
-fn tunnel_options(target: &Target, request: &Request<Full<Bytes>>) -> crate::hbone::TunnelOptions {
-    crate::hbone::TunnelOptions {
-        service_host: Some(target.host.clone()),
-        traceparent: request
-            .headers()
-            .get(crate::observe::TRACEPARENT)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-        ..crate::hbone::TunnelOptions::default()
-    }
 }
 
 /// Whether hyper's error is an HTTP/2 REFUSED_STREAM (the request was not processed).

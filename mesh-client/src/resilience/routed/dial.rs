@@ -47,15 +47,9 @@ impl Routed {
         request: &Request<Full<Bytes>>,
     ) -> Result<Http1Connection, Http1Error> {
         let endpoint = dest.authority();
-        let stream = connect(&self.hbone, dest, target, request)
+        let (stream, upstream) = open_tunnel(&self.hbone, dest, target, request)
             .await
             .map_err(Http1Error::Tunnel)?;
-        let upstream = UpstreamInfo {
-            host: target.host.clone(),
-            endpoint,
-            peer: stream.peer_identity().cloned(),
-            peer_baggage: stream.peer_baggage().cloned(),
-        };
         let opened = Instant::now();
         let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(|e| {
             Http1Error::Tunnel(TunnelError::InvalidRequest(format!(
@@ -98,13 +92,7 @@ impl Routed {
         request: &Request<Full<Bytes>>,
     ) -> Result<Http2Connection, TunnelError> {
         let endpoint = dest.authority();
-        let stream = connect(&self.hbone, dest, target, request).await?;
-        let upstream = UpstreamInfo {
-            host: target.host.clone(),
-            endpoint,
-            peer: stream.peer_identity().cloned(),
-            peer_baggage: stream.peer_baggage().cloned(),
-        };
+        let (stream, upstream) = open_tunnel(&self.hbone, dest, target, request).await?;
         let opened = Instant::now();
         let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
             .await
@@ -151,6 +139,23 @@ async fn run_until_retired<F: Future>(
         () = tokio::time::sleep_until(at.into()) => retire(),
     }
     conn.await
+}
+
+/// Opens a tunnel to `dest` and describes who answers on it, as responses carry it.
+async fn open_tunnel(
+    hbone: &HboneClient,
+    dest: &Destination,
+    target: &Target,
+    request: &Request<Full<Bytes>>,
+) -> Result<(crate::hbone::H2Stream, UpstreamInfo), TunnelError> {
+    let stream = connect(hbone, dest, target, request).await?;
+    let upstream = UpstreamInfo {
+        host: target.host.clone(),
+        endpoint: dest.authority(),
+        peer: stream.peer_identity().cloned(),
+        peer_baggage: stream.peer_baggage().cloned(),
+    };
+    Ok((stream, upstream))
 }
 
 /// Opens a tunnel within the destination's `connectionPool.tcp.connectTimeout`.

@@ -50,13 +50,21 @@ impl FastHasher {
 
 impl Hasher for FastHasher {
     fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
+        // Whole words are read in place (no copy); the tail is padded with zeros. The length of
+        // each word goes in too, so `[0]` and `[0, 0]` differ.
+        let mut words = bytes.chunks_exact(8);
+        for chunk in &mut words {
             let mut word = [0u8; 8];
-            if let Some(prefix) = word.get_mut(..chunk.len()) {
-                prefix.copy_from_slice(chunk);
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word) ^ (8u64 << 59));
+        }
+        let tail = words.remainder();
+        if !tail.is_empty() {
+            let mut word = [0u8; 8];
+            for (slot, byte) in word.iter_mut().zip(tail) {
+                *slot = *byte;
             }
-            // The length goes in too, so `[0]` and `[0, 0]` differ.
-            self.add(u64::from_le_bytes(word) ^ ((chunk.len() as u64) << 59));
+            self.add(u64::from_le_bytes(word) ^ ((tail.len() as u64) << 59));
         }
     }
 

@@ -100,6 +100,11 @@ impl Discovery for MergedDiscovery {
         self.inner.tx.subscribe()
     }
 
+    fn current(&self) -> Arc<Snapshot> {
+        // Read in place: no receiver to register and drop (this is read per request).
+        self.inner.tx.borrow().clone()
+    }
+
     fn status(&self) -> DiscoveryStatus {
         let state = self
             .inner

@@ -102,6 +102,11 @@ impl Discovery for StaticDiscovery {
         self.tx.subscribe()
     }
 
+    fn current(&self) -> Arc<Snapshot> {
+        // Read in place: no receiver to register and drop (this is read per request).
+        self.tx.borrow().clone()
+    }
+
     fn kind(&self) -> &'static str {
         "static"
     }

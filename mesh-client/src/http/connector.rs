@@ -40,8 +40,8 @@ pub trait ResolveDestination: Send + Sync + 'static {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct UpstreamInfo {
-    /// The service host the request named.
-    pub host: String,
+    /// The service host the request named (shared: a copy rides on every response).
+    pub host: Arc<str>,
     /// The endpoint (CONNECT authority: workload IP and target port).
     pub endpoint: SocketAddr,
     /// The endpoint's verified SPIFFE ID.
@@ -154,7 +154,7 @@ impl tower::Service<Uri> for MeshConnector {
             };
             Ok(MeshStream {
                 upstream: UpstreamInfo {
-                    host: host.to_owned(),
+                    host: host.into(),
                     endpoint: dest.authority(),
                     peer: stream.peer_identity().cloned(),
                     peer_baggage: stream.peer_baggage().cloned(),

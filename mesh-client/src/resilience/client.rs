@@ -55,6 +55,13 @@ struct ServiceState {
 /// pool and per-service state.
 #[derive(Clone)]
 pub struct ResilientClient {
+    /// Shared: a clone (one per `Mesh::http_client()` call) is one reference count.
+    inner: Arc<ClientInner>,
+}
+
+/// What a [`ResilientClient`] and its clones share.
+#[derive(Clone)]
+struct ClientInner {
     client: Client<MeshConnector, Full<Bytes>>,
     /// Kept to report outcomes to the routes (passive health checking).
     connector: MeshConnector,
@@ -105,7 +112,7 @@ impl ResilientClient {
             .backoff
             .validate()
             .map_err(|e| RequestError::Invalid(format!("backoff: {e}")))?;
-        Ok(Self {
+        Ok(Self::from_inner(ClientInner {
             // No idle HTTP connections: every request opens a tunnel, so every request is
             // balanced (and retries can land on another endpoint). Tunnels ride pooled HBONE
             // connections, so this costs one CONNECT exchange, not a handshake.
@@ -117,7 +124,13 @@ impl ResilientClient {
             services: Arc::new(Mutex::new(FastMap::default())),
             routed: None,
             telemetry: None,
-        })
+        }))
+    }
+
+    fn from_inner(inner: ClientInner) -> Self {
+        Self {
+            inner: Arc::new(inner),
+        }
     }
 
     /// A client whose every request is routed and governed by the traffic configuration
@@ -133,7 +146,7 @@ impl ResilientClient {
         discovery: Arc<dyn Discovery>,
     ) -> Self {
         let connector = MeshConnector::with_shared_routes(hbone.clone(), routes.clone());
-        Self {
+        Self::from_inner(ClientInner {
             client: Client::builder(TokioExecutor::new())
                 .pool_max_idle_per_host(0)
                 .build(connector.clone()),
@@ -142,7 +155,7 @@ impl ResilientClient {
             services: Arc::new(Mutex::new(FastMap::default())),
             routed: Some(Arc::new(Routed::new(hbone, routes, discovery))),
             telemetry: None,
-        }
+        })
     }
 
     /// Records every request (Istio's `reporter="source"` metrics, access log), retry and
@@ -151,12 +164,12 @@ impl ResilientClient {
     /// the request and the HBONE CONNECT.
     #[must_use]
     pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
-        self.telemetry = Some(telemetry);
+        Arc::make_mut(&mut self.inner).telemetry = Some(telemetry);
         self
     }
 
     fn state(&self, key: &str, policy: &HttpPolicy) -> Result<Arc<ServiceState>, RequestError> {
-        let mut services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut services = self.inner.services.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(state) = services.get(key) {
             return Ok(state.clone());
         }
@@ -173,7 +186,7 @@ impl ResilientClient {
     /// Circuit-breaker counters for `host` (in use and overflows per kind); for a subset of a
     /// routed client, ask for `host/subset`.
     pub fn breaker_stats(&self, host: &str) -> Option<mesh_core::resilience::BreakerStats> {
-        let services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
+        let services = self.inner.services.lock().unwrap_or_else(PoisonError::into_inner);
         services.get(host).map(|s| s.breaker.stats())
     }
 
@@ -190,15 +203,16 @@ impl ResilientClient {
         &self,
         mut request: Request<Bytes>,
     ) -> Result<Response<Incoming>, RequestError> {
-        let Some(telemetry) = &self.telemetry else {
-            return self.send_request(request).await;
+        let called = called_host(request.uri());
+        let Some(telemetry) = &self.inner.telemetry else {
+            let (host, port) = called?;
+            return self.send_request(request, &host, port).await;
         };
         let probe = OutboundProbe::begin(telemetry, &mut request);
-        let service = request
-            .uri()
-            .host()
-            .map(str::to_ascii_lowercase)
-            .unwrap_or_default();
+        let (service, port, invalid) = match called {
+            Ok((host, port)) => (host, port, None),
+            Err(e) => (String::new(), 0, Some(e)),
+        };
         let span = tracing::info_span!(
             target: "mesh::http",
             "HTTP client",
@@ -212,7 +226,14 @@ impl ResilientClient {
                 .and_then(|v| v.to_str().ok()),
             http.response.status_code = tracing::field::Empty,
         );
-        let result = self.send_request(request).instrument(span.clone()).await;
+        let result = match invalid {
+            None => {
+                self.send_request(request, &service, port)
+                    .instrument(span.clone())
+                    .await
+            }
+            Some(e) => Err(e),
+        };
         match &result {
             Ok(response) => {
                 span.record("http.response.status_code", response.status().as_u16());
@@ -225,38 +246,27 @@ impl ResilientClient {
 
     async fn send_request(
         &self,
-        mut request: Request<Bytes>,
+        request: Request<Bytes>,
+        host: &str,
+        port: u16,
     ) -> Result<Response<Incoming>, RequestError> {
-        let host = request
-            .uri()
-            .host()
-            .ok_or_else(|| RequestError::Invalid(format!("URI {} has no host", request.uri())))?
-            .to_ascii_lowercase();
-        let port = request
-            .uri()
-            .port_u16()
-            .unwrap_or(match request.uri().scheme_str() {
-                Some("https") => 443,
-                _ => 80,
-            });
-        let (target, policy) = match &self.routed {
+        let (target, policy) = match &self.inner.routed {
             Some(routed) => {
-                let (parts, body) = request.into_parts();
-                let (target, policy) = routed.plan(&parts, &host, port)?;
-                request = Request::from_parts(parts, body);
-                (Some(target), Arc::new(policy))
+                let target = routed.plan(&request, &host, port)?;
+                let policy = target.policy.clone();
+                (Some(target), policy)
             }
-            None => (None, self.policy.clone()),
+            None => (None, self.inner.policy.clone()),
         };
         let key = target
             .as_ref()
-            .map_or(Cow::Borrowed(host.as_str()), Target::state_key);
+            .map_or(Cow::Borrowed(host), Target::state_key);
         let state = self.state(&key, &policy)?;
         let _request_permit = state
             .breaker
             .try_acquire(ResourceKind::Request)
             .map_err(|o| {
-                if let Some(t) = &self.telemetry {
+                if let Some(t) = &self.inner.telemetry {
                     t.breaker_overflow(&key, o.kind);
                 }
                 overflow(&key, o)
@@ -295,7 +305,7 @@ impl ResilientClient {
         match timeout {
             Some(limit) => tokio::time::timeout(limit, run).await.unwrap_or_else(|_| {
                 Err(RequestError::Timeout {
-                    host: host.clone(),
+                    host: host.to_owned(),
                     after: limit,
                     attempts: attempts_made.load(Ordering::Relaxed),
                 })
@@ -344,8 +354,8 @@ impl ResilientClient {
     ) -> Result<Response<Incoming>, RequestError> {
         let replayable = policy.retry_non_idempotent || idempotent(request.method());
         let (parts, body) = request.into_parts();
-        let mut backoff = Backoff::new(policy.backoff, SplitMix64::from_entropy())
-            .map_err(|e| RequestError::Invalid(format!("backoff: {e}")))?;
+        // Made at the first retry: most requests never need one.
+        let mut backoff: Option<Backoff<SplitMix64>> = None;
         let mut _retry_permit: Option<Permit> = None;
         loop {
             attempts_made.fetch_add(1, Ordering::Relaxed);
@@ -379,7 +389,7 @@ impl ResilientClient {
             let key = || target.map_or(Cow::Borrowed(host), Target::state_key);
             if !budget_ok {
                 tracing::debug!(host, "retry budget exhausted; returning the last result");
-                if let Some(t) = &self.telemetry {
+                if let Some(t) = &self.inner.telemetry {
                     t.retry_budget_exhausted(&key());
                 }
                 return finish(host, attempts_made.load(Ordering::Relaxed), last);
@@ -387,19 +397,27 @@ impl ResilientClient {
             match state.breaker.try_acquire(ResourceKind::Retry) {
                 Ok(permit) => _retry_permit = Some(permit),
                 Err(o) => {
-                    if let Some(t) = &self.telemetry {
+                    if let Some(t) = &self.inner.telemetry {
                         t.breaker_overflow(&key(), o.kind);
                     }
                     return finish(host, attempts_made.load(Ordering::Relaxed), last);
                 }
             }
-            let delay = backoff.next_delay();
+            let delay = match &mut backoff {
+                Some(backoff) => backoff.next_delay(),
+                None => backoff
+                    .insert(
+                        Backoff::new(policy.backoff, SplitMix64::from_entropy())
+                            .map_err(|e| RequestError::Invalid(format!("backoff: {e}")))?,
+                    )
+                    .next_delay(),
+            };
             if deadline.is_some_and(|d| Instant::now() + delay >= d) {
                 // No time left for another attempt: the last result is the answer.
                 return finish(host, attempts_made.load(Ordering::Relaxed), last);
             }
             drop(last);
-            if let Some(t) = &self.telemetry {
+            if let Some(t) = &self.inner.telemetry {
                 t.retry(&key());
             }
             tokio::time::sleep(delay).await;
@@ -465,13 +483,13 @@ impl ResilientClient {
         target: Option<&Target>,
         request: Request<Full<Bytes>>,
     ) -> Result<Response<Incoming>, SendError> {
-        if let (Some(routed), Some(target)) = (&self.routed, target) {
+        if let (Some(routed), Some(target)) = (&self.inner.routed, target) {
             return routed.send(target, request).await;
         }
-        match self.client.request(request).await {
+        match self.inner.client.request(request).await {
             Ok(response) => {
                 if let Some(upstream) = response.extensions().get::<UpstreamInfo>() {
-                    self.connector
+                    self.inner.connector
                         .report(upstream, Outcome::Http(response.status().as_u16()));
                 }
                 Ok(response)
@@ -493,6 +511,36 @@ impl ResilientClient {
             }
         }
     }
+}
+
+/// The host a request calls (lowercased) and its port (the scheme's when the URI has none).
+fn called_host(uri: &http::Uri) -> Result<(String, u16), RequestError> {
+    let authority = uri
+        .authority()
+        .ok_or_else(|| RequestError::Invalid(format!("URI {uri} has no host")))?;
+    let (host, port) = split_authority(authority.as_str());
+    let port = port.unwrap_or(match uri.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    });
+    Ok((host.to_ascii_lowercase(), port))
+}
+
+/// An authority's host (an IPv6 literal keeps its brackets) and port, as `http`'s
+/// `Authority::host` and `port_u16` give them, with byte scans: those split by `char`
+/// patterns, which costs more than the rest of routing a request.
+fn split_authority(authority: &str) -> (&str, Option<u16>) {
+    let bytes = authority.as_bytes();
+    let start = bytes.iter().rposition(|&b| b == b'@').map_or(0, |at| at + 1);
+    let rest = &authority[start..];
+    let host_end = if rest.starts_with('[') {
+        rest.bytes().position(|b| b == b']').map_or(rest.len(), |end| end + 1)
+    } else {
+        rest.bytes().rposition(|b| b == b':').unwrap_or(rest.len())
+    };
+    let (host, after) = rest.split_at(host_end);
+    let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
+    (host, port)
 }
 
 fn find_tunnel_error(e: &hyper_util::client::legacy::Error) -> Option<&TunnelError> {
@@ -520,7 +568,39 @@ fn finish(host: &str, attempts: u32, last: Last) -> Result<Response<Incoming>, R
 impl fmt::Debug for ResilientClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResilientClient")
-            .field("policy", &self.policy)
+            .field("policy", &self.inner.policy)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorities_split_as_http_splits_them() {
+        for text in [
+            "inventory.shop.svc:8080",
+            "inventory.shop.svc",
+            "user:pw@Inventory.Shop.svc:9090",
+            "[::1]:443",
+            "[fe80::1]",
+            "10.0.0.1:80",
+            "a@b@host:1",
+        ] {
+            let authority: http::uri::Authority = text.parse().expect(text);
+            assert_eq!(
+                split_authority(text),
+                (authority.host(), authority.port_u16()),
+                "{text}"
+            );
+        }
+        let uri: http::Uri = "https://Inventory.Shop.svc/x".parse().expect("uri");
+        assert_eq!(
+            called_host(&uri).expect("host"),
+            ("inventory.shop.svc".to_owned(), 443)
+        );
+        let relative: http::Uri = "/x".parse().expect("uri");
+        assert!(called_host(&relative).is_err());
     }
 }

@@ -160,9 +160,8 @@ impl Http1Pool {
         if let Some(i) = busy {
             found = Checkout::Busy(list.swap_remove(i));
         }
-        if list.is_empty() {
-            idle.remove(&endpoint);
-        }
+        // An emptied list stays (with its allocation) for the connection coming back after
+        // the response; sweeps drop lists that stay empty.
         found
     }
 
@@ -209,9 +208,6 @@ impl Http1Pool {
             return;
         };
         list.retain(|c| c.id != id);
-        if list.is_empty() {
-            idle.remove(&endpoint);
-        }
     }
 
     /// Every [`SWEEP_EVERY`], drops expired and closed connections of every endpoint, so

@@ -2,18 +2,24 @@
 //! (host, subset, port) and its policy per request; each attempt opens a tunnel to an endpoint
 //! of that destination and speaks HTTP/1.1 or HTTP/2 (by the service port's protocol) over it.
 
-use std::{borrow::Cow, net::SocketAddr, sync::Arc};
+use std::{
+    borrow::Cow,
+    net::SocketAddr,
+    sync::{Arc, Mutex, PoisonError},
+};
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, Uri, header::HOST, request::Parts};
+use http::{HeaderValue, Request, Response, Uri, header::HOST};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use mesh_core::{
     balance::{HashKey, PickContext, PreviousPriorities},
+    fast_hash::FastMap,
+    model::Snapshot,
     model::Protocol,
     resilience::Outcome,
     rng::SplitMix64,
-    traffic::{ConnectionPoolSettings, HashKeySource, RequestView, RouteError},
+    traffic::{ConnectionPoolSettings, HashKeySource, RequestView, RouteError, TrafficConfig},
 };
 
 use super::{
@@ -41,7 +47,12 @@ pub(super) struct Routed {
     http1: Arc<Http1Pool>,
     /// HTTP/2: one multiplexed connection per endpoint, and who answers on it.
     http2: Arc<Http2Shared>,
+    /// Plans of the hosts called, by host (a few ports each).
+    plans: Mutex<FastMap<String, Vec<CachedPlan>>>,
 }
+
+/// At most this many hosts have plans kept; beyond, the kept plans are dropped and made again.
+const MAX_PLANNED_HOSTS: usize = 1024;
 
 impl Routed {
     pub(super) fn new(
@@ -55,27 +66,81 @@ impl Routed {
             discovery,
             http1: Arc::new(Http1Pool::new()),
             http2: Arc::new(Http2Shared::new()),
+            plans: Mutex::new(FastMap::default()),
         }
     }
 }
 
-/// Where the attempts of one request go, decided once per request.
-pub(super) struct Target {
+/// Where every request to one `host:port` goes and under which policy, as long as the traffic
+/// configuration and the service catalogue stay the same and the route that applies does not
+/// depend on the request (see [`TrafficConfig::resolves_alike`]): then it is resolved once and
+/// shared by the requests that follow, instead of matching routes, merging the
+/// DestinationRule and building the retry policy per request.
+pub(super) struct Plan {
     pub(super) host: String,
     pub(super) port: u16,
     pub(super) subset: Option<String>,
-    pub(super) ctx: PickContext,
     pub(super) http2: bool,
     /// The DestinationRule's `connectionPool` for this destination: connect timeout, HTTP
     /// idle timeout, requests per connection and maximum connection duration.
     pub(super) pool: ConnectionPoolSettings,
+    /// Retries, timeouts, budget and breaker limits.
+    pub(super) policy: Arc<HttpPolicy>,
+    /// Where consistent-hash keys come from, when the balancer hashes.
+    hash_source: Option<HashKeySource>,
+    /// The route's `retries.retryRemoteLocalities`.
+    retry_remote_localities: bool,
+}
+
+/// A [`Plan`] kept for `port`, valid while the configuration it was made from is current.
+struct CachedPlan {
+    port: u16,
+    traffic: Arc<TrafficConfig>,
+    snapshot: Arc<Snapshot>,
+    plan: Arc<Plan>,
+}
+
+/// Where the attempts of one request go, decided once per request: its destination's
+/// [`Plan`] (reachable through `Deref`) and what this request's attempts remember.
+pub(super) struct Target {
+    pub(super) plan: Arc<Plan>,
+    pub(super) ctx: PickContext,
     /// With the route's `retries.retryRemoteLocalities`: the priority levels this request's
     /// attempts went to, so later attempts avoid them (Envoy's `previous_priorities`).
-    pub(super) previous_priorities: Option<std::sync::Mutex<PreviousPriorities>>,
+    pub(super) previous_priorities: Option<Mutex<PreviousPriorities>>,
     /// When the route retries: the endpoints this request's attempts went to, which later
     /// attempts avoid while others can serve (Envoy's `previous_hosts`, set by Istio on every
     /// retry policy).
-    pub(super) previous_hosts: Option<std::sync::Mutex<Vec<SocketAddr>>>,
+    pub(super) previous_hosts: Option<Mutex<TriedHosts>>,
+}
+
+/// The endpoints a request's attempts went to. The latest is kept aside and joins the list
+/// only when another attempt follows, so a request answered at the first attempt (most of
+/// them) allocates nothing for it.
+#[derive(Default)]
+pub(super) struct TriedHosts {
+    earlier: Vec<SocketAddr>,
+    last: Option<SocketAddr>,
+}
+
+impl TriedHosts {
+    /// The endpoints of every attempt so far, for the one about to be made to avoid.
+    fn before_attempt(&mut self) -> &[SocketAddr] {
+        if let Some(last) = self.last.take()
+            && !self.earlier.contains(&last)
+        {
+            self.earlier.push(last);
+        }
+        &self.earlier
+    }
+}
+
+impl std::ops::Deref for Target {
+    type Target = Plan;
+
+    fn deref(&self) -> &Plan {
+        &self.plan
+    }
 }
 
 impl Target {
@@ -103,28 +168,28 @@ pub(super) enum SendError {
 }
 
 /// A request's attributes as route matching sees them.
-struct PartsView<'a>(&'a Parts);
+struct PartsView<'a, B>(&'a Request<B>);
 
-impl RequestView for PartsView<'_> {
+impl<B> RequestView for PartsView<'_, B> {
     fn method(&self) -> &str {
-        self.0.method.as_str()
+        self.0.method().as_str()
     }
 
     fn path(&self) -> &str {
-        self.0.uri.path_and_query().map_or("/", |p| p.as_str())
+        self.0.uri().path_and_query().map_or("/", |p| p.as_str())
     }
 
     fn authority(&self) -> &str {
         self.0
-            .uri
+            .uri()
             .authority()
             .map(|a| a.as_str())
-            .or_else(|| self.0.headers.get(HOST).and_then(|h| h.to_str().ok()))
+            .or_else(|| self.0.headers().get(HOST).and_then(|h| h.to_str().ok()))
             .unwrap_or_default()
     }
 
     fn header(&self, name: &str) -> Option<Cow<'_, str>> {
-        let mut values = self.0.headers.get_all(name).iter();
+        let mut values = self.0.headers().get_all(name).iter();
         let first = values.next()?.to_str().ok()?;
         let mut joined = Cow::Borrowed(first);
         for value in values {
@@ -138,29 +203,28 @@ impl RequestView for PartsView<'_> {
     }
 
     fn scheme(&self) -> &str {
-        self.0.uri.scheme_str().unwrap_or("http")
+        self.0.uri().scheme_str().unwrap_or("http")
     }
 }
 
 impl Routed {
-    /// Routes `parts` to a destination and its policy.
-    pub(super) fn plan(
+    /// Routes `parts` to a destination and its policy: the cached [`Plan`] of `host:port`
+    /// when there is a current one, else a new one (kept when the route is the same for
+    /// every request).
+    pub(super) fn plan<B>(
         &self,
-        parts: &Parts,
+        request: &Request<B>,
         host: &str,
         port: u16,
-    ) -> Result<(Target, HttpPolicy), RequestError> {
+    ) -> Result<Target, RequestError> {
         let traffic = self.routes.traffic();
-        let view = PartsView(parts);
-        let call = traffic
-            .resolve(host, port, &view, &mut SplitMix64::from_entropy())
-            .map_err(|e| match e {
-                RouteError::NoRoute { .. } => RequestError::NoRoute(e.to_string()),
-                other => RequestError::Invalid(other.to_string()),
-            })?;
-        let destination = call.destination;
-        let dest_port = destination.port.unwrap_or(port);
-        let key = match call.policy.hash_key_source() {
+        let snapshot = self.discovery.current();
+        let view = PartsView(request);
+        let plan = match self.cached_plan(host, port, &traffic, &snapshot) {
+            Some(plan) => plan,
+            None => self.new_plan(host, port, &view, traffic, snapshot)?,
+        };
+        let key = match &plan.hash_source {
             // The downstream of this client is the workload itself, so every request hashes
             // alike and sticks to one endpoint, as behind a sidecar.
             Some(HashKeySource::SourceIp) => Some(HashKey::from_bytes(
@@ -172,33 +236,90 @@ impl Routed {
                     .as_str()
                     .as_bytes(),
             )),
-            Some(source) => hash_key(&view, &source),
+            Some(source) => hash_key(&view, source),
             None => None,
         };
-        let ctx = key.map_or_else(PickContext::new, PickContext::with_hash);
-        let snapshot = self.discovery.current();
+        Ok(Target {
+            ctx: key.map_or_else(PickContext::new, PickContext::with_hash),
+            previous_hosts: (plan.policy.retries > 0).then(|| Mutex::new(TriedHosts::default())),
+            previous_priorities: plan
+                .retry_remote_localities
+                .then(|| Mutex::new(PreviousPriorities::istio())),
+            plan,
+        })
+    }
+
+    /// The plan kept for `host:port`, if it was made from `traffic` and `snapshot`.
+    fn cached_plan(
+        &self,
+        host: &str,
+        port: u16,
+        traffic: &Arc<TrafficConfig>,
+        snapshot: &Arc<Snapshot>,
+    ) -> Option<Arc<Plan>> {
+        let plans = self.plans.lock().unwrap_or_else(PoisonError::into_inner);
+        plans
+            .get(host)?
+            .iter()
+            .find(|c| {
+                c.port == port
+                    && Arc::ptr_eq(&c.traffic, traffic)
+                    && Arc::ptr_eq(&c.snapshot, snapshot)
+            })
+            .map(|c| c.plan.clone())
+    }
+
+    /// Resolves `host:port` for this request, and keeps the result when every request would
+    /// resolve alike (replacing a plan made from an older configuration).
+    fn new_plan<B>(
+        &self,
+        host: &str,
+        port: u16,
+        view: &PartsView<'_, B>,
+        traffic: Arc<TrafficConfig>,
+        snapshot: Arc<Snapshot>,
+    ) -> Result<Arc<Plan>, RequestError> {
+        let call = traffic
+            .resolve(host, port, view, &mut SplitMix64::from_entropy())
+            .map_err(|e| match e {
+                RouteError::NoRoute { .. } => RequestError::NoRoute(e.to_string()),
+                other => RequestError::Invalid(other.to_string()),
+            })?;
+        let destination = call.destination;
+        let dest_port = destination.port.unwrap_or(port);
         let http2 = snapshot
             .service(&destination.host)
             .and_then(|s| s.port(dest_port))
             .is_some_and(|p| matches!(p.protocol, Protocol::Http2 | Protocol::Grpc));
-        let policy = HttpPolicy::from_traffic(&call.policy);
-        Ok((
-            Target {
-                previous_hosts: (policy.retries > 0).then(|| std::sync::Mutex::new(Vec::new())),
-                host: destination.host,
-                port: dest_port,
-                subset: destination.subset,
-                ctx,
-                http2,
-                pool: call.policy.connection_pool(),
-                previous_priorities: call
-                    .policy
-                    .retry()
-                    .retry_remote_localities
-                    .then(|| std::sync::Mutex::new(PreviousPriorities::istio())),
-            },
-            policy,
-        ))
+        let plan = Arc::new(Plan {
+            host: destination.host,
+            port: dest_port,
+            subset: destination.subset,
+            http2,
+            pool: call.policy.connection_pool(),
+            policy: Arc::new(HttpPolicy::from_traffic(&call.policy)),
+            hash_source: call.policy.hash_key_source(),
+            retry_remote_localities: call.policy.retry().retry_remote_localities,
+        });
+        if traffic.resolves_alike(host, port) {
+            let mut plans = self.plans.lock().unwrap_or_else(PoisonError::into_inner);
+            if plans.len() >= MAX_PLANNED_HOSTS && !plans.contains_key(host) {
+                // Hosts called once each (a crawler, say) must not grow this without bound.
+                plans.clear();
+            }
+            let kept = plans.entry(host.to_owned()).or_default();
+            // Plans of older configurations go; the traffic and snapshot they hold with them.
+            kept.retain(|c| {
+                c.port != port && Arc::ptr_eq(&c.traffic, &traffic) && Arc::ptr_eq(&c.snapshot, &snapshot)
+            });
+            kept.push(CachedPlan {
+                port,
+                traffic,
+                snapshot,
+                plan: plan.clone(),
+            });
+        }
+        Ok(plan)
     }
 
     /// One attempt: pick an endpoint, open a tunnel, send, and report the outcome for
@@ -213,7 +334,7 @@ impl Routed {
             let mut previous = target
                 .previous_priorities
                 .as_ref()
-                .map(|p| p.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+                .map(|p| p.lock().unwrap_or_else(PoisonError::into_inner));
             let ctx = match &previous {
                 Some(p) => target.ctx.excluding_priorities(p.excluded()),
                 None => target.ctx,
@@ -221,22 +342,20 @@ impl Routed {
             let mut tried = target
                 .previous_hosts
                 .as_ref()
-                .map(|p| p.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+                .map(|p| p.lock().unwrap_or_else(PoisonError::into_inner));
             let picked = self.routes.pick_attempt(
                 &target.host,
                 target.port,
                 target.subset.as_deref(),
                 &ctx,
-                tried.as_deref().map_or(&[], Vec::as_slice),
+                tried.as_mut().map_or(&[], |t| t.before_attempt()),
             );
             if let Some(pick) = &picked {
                 if let (Some(previous), Some(level)) = (&mut previous, pick.priority) {
                     previous.attempted(level);
                 }
-                if let Some(tried) = &mut tried
-                    && !tried.contains(&pick.endpoint)
-                {
-                    tried.push(pick.endpoint);
+                if let Some(tried) = &mut tried {
+                    tried.last = Some(pick.endpoint);
                 }
             }
             picked
@@ -428,7 +547,7 @@ fn refused_stream(e: &hyper::Error) -> bool {
 }
 
 /// The consistent-hash key of a request, when its source is present.
-fn hash_key(view: &PartsView<'_>, source: &HashKeySource) -> Option<HashKey> {
+fn hash_key<B>(view: &PartsView<'_, B>, source: &HashKeySource) -> Option<HashKey> {
     let value: Cow<'_, str> = match source {
         HashKeySource::Header(name) => view.header(name)?,
         HashKeySource::Cookie(cookie) => Cow::Owned(view.cookie(&cookie.name)?),

@@ -91,6 +91,9 @@ struct ServiceBalancer {
     balancer: Box<dyn Balancer + Send>,
     /// Passive health (absent when the DestinationRule has no `outlierDetection`).
     outliers: Option<OutlierDetector>,
+    /// The identities the service expects of endpoints that name none, built once per
+    /// version of the service (compared by pointer) instead of per pick.
+    service_identities: Option<(Arc<Service>, ExpectedIdentities)>,
 }
 
 impl ServiceBalancer {
@@ -380,7 +383,7 @@ impl BalancedDestinations {
         // Borrowed, not cloned: an endpoint carries labels and a locality (allocations).
         let endpoint = entry.balancer.endpoints().get(index)?;
         Some(Pick {
-            destination: destination(&service, endpoint, port)?,
+            destination: destination(&service, endpoint, port, &mut entry.service_identities)?,
             endpoint: endpoint.address,
             priority,
         })
@@ -443,6 +446,7 @@ impl BalancedDestinations {
             labels,
             balancer,
             outliers,
+            service_identities: None,
         })
     }
 }
@@ -466,13 +470,23 @@ fn lookup<'a>(snapshot: &'a Snapshot, host: &str) -> Option<(Arc<Service>, &'a A
     Some((snapshot.service(&host)?.clone(), snapshot.endpoints(&host)?))
 }
 
-fn destination(service: &Service, endpoint: &Endpoint, port: u16) -> Option<Destination> {
+fn destination(
+    service: &Arc<Service>,
+    endpoint: &Endpoint,
+    port: u16,
+    service_identities: &mut Option<(Arc<Service>, ExpectedIdentities)>,
+) -> Option<Destination> {
     let hbone_addr: SocketAddr = endpoint.hbone_address()?;
     let expected = match &endpoint.identity {
         Some(id) => ExpectedIdentities::one(id.clone()),
-        None if !service.expected_identities.is_empty() => {
-            ExpectedIdentities::new(service.expected_identities.iter().cloned())
-        }
+        None if !service.expected_identities.is_empty() => match service_identities {
+            Some((version, ids)) if Arc::ptr_eq(version, service) => ids.clone(),
+            _ => {
+                let ids = ExpectedIdentities::new(service.expected_identities.iter().cloned());
+                *service_identities = Some((service.clone(), ids.clone()));
+                ids
+            }
+        },
         // Without any identity to pin, refuse rather than accept anyone.
         None => return None,
     };

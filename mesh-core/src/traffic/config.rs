@@ -1,6 +1,6 @@
 //! All traffic rules of a workload, indexed by host: which policy and which route apply to a call.
 
-use std::{collections::HashMap, time::Duration};
+use std::{borrow::Cow, time::Duration};
 
 use thiserror::Error;
 
@@ -8,12 +8,12 @@ use super::{
     Destination, DestinationRule, EffectiveTrafficPolicy, HostPattern, ReferenceError, RequestView,
     ResourceKind, RetryPolicy, TrafficPolicy, TrafficResource, UnknownSubset, VirtualService,
 };
-use crate::rng::Rng;
+use crate::{fast_hash::FastMap, rng::Rng};
 
 /// Finds the most specific pattern for a host: exact names by hash, wildcards longest first.
 #[derive(Clone, Debug, Default)]
 struct HostIndex {
-    exact: HashMap<String, usize>,
+    exact: FastMap<String, usize>,
     /// Wildcard patterns and their item, most specific first.
     wildcards: Vec<(HostPattern, usize)>,
 }
@@ -41,8 +41,8 @@ impl HostIndex {
     }
 
     fn get(&self, host: &str) -> Option<usize> {
-        let host = normalize(host);
-        self.exact.get(&host).copied().or_else(|| {
+        let host = normalized(host);
+        self.exact.get(&*host).copied().or_else(|| {
             self.wildcards
                 .iter()
                 .find(|(p, _)| p.matches(&host))
@@ -52,7 +52,17 @@ impl HostIndex {
 }
 
 fn normalize(host: &str) -> String {
-    host.trim_end_matches('.').to_ascii_lowercase()
+    normalized(host).into_owned()
+}
+
+/// `host` without a trailing dot, lowercased; borrowed when it already is (looked up per call).
+fn normalized(host: &str) -> Cow<'_, str> {
+    let host = host.trim_end_matches('.');
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
 }
 
 /// Why a call could not be routed.
@@ -307,6 +317,31 @@ impl TrafficConfig {
             timeout: route.timeout,
             route: route.name.clone(),
         })
+    }
+
+    /// Whether every call to `host:port` is routed alike, whatever the request: the host has no
+    /// VirtualService, or the route that applies first matches every request and has a single
+    /// destination. Then [`resolve`](Self::resolve)'s answer for one call holds for all of
+    /// them until this configuration is replaced, and callers may keep it (the HTTP client
+    /// does, so that a request does not match routes and merge policies again).
+    pub fn resolves_alike(&self, host: &str, port: u16) -> bool {
+        let Some(vs) = self.virtual_service(host) else {
+            return true;
+        };
+        for route in &vs.http {
+            if route.matches.is_empty() {
+                return route.destinations.len() <= 1;
+            }
+            // Routes matching on the port only are decided by it, not by the request.
+            if !route.matches.iter().all(|m| m.is_port_only()) {
+                return false;
+            }
+            if route.matches.iter().any(|m| m.port.is_none_or(|p| p == port)) {
+                return route.destinations.len() <= 1;
+            }
+        }
+        // No route applies: every call fails alike (no route), which is not kept anyway.
+        true
     }
 
     /// Routes a call ([`route`](Self::route)) and merges the destination's DestinationRule

@@ -118,6 +118,18 @@ pub struct RouteMatch {
 }
 
 impl RouteMatch {
+    /// Whether this match looks at nothing but the service port, so that whether it matches
+    /// is the same for every request to a port.
+    pub fn is_port_only(&self) -> bool {
+        self.uri.is_none()
+            && self.scheme.is_none()
+            && self.method.is_none()
+            && self.authority.is_none()
+            && self.headers.is_empty()
+            && self.without_headers.is_empty()
+            && self.query_params.is_empty()
+    }
+
     /// Whether `request`, sent to service port `port`, satisfies every condition.
     pub fn matches(&self, request: &(impl RequestView + ?Sized), port: u16) -> bool {
         if self.port.is_some_and(|p| p != port) {

@@ -88,6 +88,11 @@ impl Discovery for EtcdDiscovery {
         self.tx.subscribe()
     }
 
+    fn current(&self) -> Arc<Snapshot> {
+        // Read in place: no receiver to register and drop (this is read per request).
+        self.tx.borrow().clone()
+    }
+
     fn kind(&self) -> &'static str {
         "etcd"
     }

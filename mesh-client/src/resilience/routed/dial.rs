@@ -150,7 +150,7 @@ async fn open_tunnel(
 ) -> Result<(crate::hbone::H2Stream, UpstreamInfo), TunnelError> {
     let stream = connect(hbone, dest, target, request).await?;
     let upstream = UpstreamInfo {
-        host: target.host.clone(),
+        host: target.host.as_str().into(),
         endpoint: dest.authority(),
         peer: stream.peer_identity().cloned(),
         peer_baggage: stream.peer_baggage().cloned(),

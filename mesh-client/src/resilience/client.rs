@@ -169,7 +169,11 @@ impl ResilientClient {
     }
 
     fn state(&self, key: &str, policy: &HttpPolicy) -> Result<Arc<ServiceState>, RequestError> {
-        let mut services = self.inner.services.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut services = self
+            .inner
+            .services
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(state) = services.get(key) {
             return Ok(state.clone());
         }
@@ -186,7 +190,11 @@ impl ResilientClient {
     /// Circuit-breaker counters for `host` (in use and overflows per kind); for a subset of a
     /// routed client, ask for `host/subset`.
     pub fn breaker_stats(&self, host: &str) -> Option<mesh_core::resilience::BreakerStats> {
-        let services = self.inner.services.lock().unwrap_or_else(PoisonError::into_inner);
+        let services = self
+            .inner
+            .services
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         services.get(host).map(|s| s.breaker.stats())
     }
 
@@ -252,7 +260,7 @@ impl ResilientClient {
     ) -> Result<Response<Incoming>, RequestError> {
         let (target, policy) = match &self.inner.routed {
             Some(routed) => {
-                let target = routed.plan(&request, &host, port)?;
+                let target = routed.plan(&request, host, port)?;
                 let policy = target.policy.clone();
                 (Some(target), policy)
             }
@@ -294,7 +302,7 @@ impl ResilientClient {
             .unwrap_or_else(PoisonError::into_inner)
             .record_request(SystemClock::timestamp(started));
         let run = self.attempts_boxed(
-            &host,
+            host,
             &state,
             policy,
             target.as_ref(),
@@ -489,7 +497,8 @@ impl ResilientClient {
         match self.inner.client.request(request).await {
             Ok(response) => {
                 if let Some(upstream) = response.extensions().get::<UpstreamInfo>() {
-                    self.inner.connector
+                    self.inner
+                        .connector
                         .report(upstream, Outcome::Http(response.status().as_u16()));
                 }
                 Ok(response)
@@ -531,10 +540,15 @@ fn called_host(uri: &http::Uri) -> Result<(String, u16), RequestError> {
 /// patterns, which costs more than the rest of routing a request.
 fn split_authority(authority: &str) -> (&str, Option<u16>) {
     let bytes = authority.as_bytes();
-    let start = bytes.iter().rposition(|&b| b == b'@').map_or(0, |at| at + 1);
+    let start = bytes
+        .iter()
+        .rposition(|&b| b == b'@')
+        .map_or(0, |at| at + 1);
     let rest = &authority[start..];
     let host_end = if rest.starts_with('[') {
-        rest.bytes().position(|b| b == b']').map_or(rest.len(), |end| end + 1)
+        rest.bytes()
+            .position(|b| b == b']')
+            .map_or(rest.len(), |end| end + 1)
     } else {
         rest.bytes().rposition(|b| b == b':').unwrap_or(rest.len())
     };

@@ -15,8 +15,8 @@ use hyper::body::Incoming;
 use mesh_core::{
     balance::{HashKey, PickContext, PreviousPriorities},
     fast_hash::FastMap,
-    model::Snapshot,
     model::Protocol,
+    model::Snapshot,
     resilience::Outcome,
     rng::SplitMix64,
     traffic::{ConnectionPoolSettings, HashKeySource, RequestView, RouteError, TrafficConfig},
@@ -310,7 +310,9 @@ impl Routed {
             let kept = plans.entry(host.to_owned()).or_default();
             // Plans of older configurations go; the traffic and snapshot they hold with them.
             kept.retain(|c| {
-                c.port != port && Arc::ptr_eq(&c.traffic, &traffic) && Arc::ptr_eq(&c.snapshot, &snapshot)
+                c.port != port
+                    && Arc::ptr_eq(&c.traffic, &traffic)
+                    && Arc::ptr_eq(&c.snapshot, &snapshot)
             });
             kept.push(CachedPlan {
                 port,

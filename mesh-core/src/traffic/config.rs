@@ -336,7 +336,11 @@ impl TrafficConfig {
             if !route.matches.iter().all(|m| m.is_port_only()) {
                 return false;
             }
-            if route.matches.iter().any(|m| m.port.is_none_or(|p| p == port)) {
+            if route
+                .matches
+                .iter()
+                .any(|m| m.port.is_none_or(|p| p == port))
+            {
                 return route.destinations.len() <= 1;
             }
         }

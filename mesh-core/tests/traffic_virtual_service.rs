@@ -357,3 +357,58 @@ fn virtual_service_field_errors() {
         refused(&spec, path, kind, text);
     }
 }
+
+/// Which hosts the HTTP client may resolve once and keep: only those where no request
+/// attribute can change the route.
+#[test]
+fn resolves_alike_only_when_no_request_attribute_decides() {
+    let config = config();
+    // Header, URI and weight decide for reviews; method and URI for ratings.
+    assert!(!config.resolves_alike(REVIEWS, 9080));
+    assert!(!config.resolves_alike(RATINGS, 9080));
+    // No VirtualService: the host itself, always.
+    assert!(config.resolves_alike("details.bookinfo.svc.cluster.local", 9080));
+    let yaml = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: shop, namespace: shop }
+spec:
+  hosts: [shop]
+  http:
+  - match: [{ port: 8080 }]
+    route: [{ destination: { host: shop, port: { number: 9090 } } }]
+  - match: [{ port: 8443 }]
+    route:
+    - { destination: { host: shop }, weight: 50 }
+    - { destination: { host: shop-canary }, weight: 50 }
+  - retries: { attempts: 5 }
+    route: [{ destination: { host: shop } }]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: cart, namespace: shop }
+spec:
+  hosts: [cart]
+  http:
+  - route:
+    - { destination: { host: cart }, weight: 90 }
+    - { destination: { host: cart-v2 }, weight: 10 }
+"#;
+    let config =
+        TrafficConfig::from_resources(parse_resources(yaml).unwrap_or_else(|e| panic!("{e}")))
+            .unwrap_or_else(|e| panic!("{e:?}"));
+    // Port-only matches are decided by the port called.
+    assert!(config.resolves_alike("shop.shop.svc.cluster.local", 8080));
+    assert!(
+        !config.resolves_alike("shop.shop.svc.cluster.local", 8443),
+        "weighted split"
+    );
+    assert!(
+        config.resolves_alike("shop.shop.svc.cluster.local", 7000),
+        "falls to the catch-all route"
+    );
+    assert!(
+        !config.resolves_alike("cart.shop.svc.cluster.local", 80),
+        "weighted split"
+    );
+}

@@ -8,6 +8,7 @@
 //! [`CircuitBreaker`](mesh_core::resilience::CircuitBreaker) (fail fast on overflow). Per-service
 //! state is kept per request host.
 
+mod authority;
 mod client;
 mod error;
 mod http1_pool;

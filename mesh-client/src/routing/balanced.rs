@@ -457,12 +457,7 @@ fn key_host(service: &Service) -> String {
 
 /// `host` without a trailing dot, lowercased; borrowed when it already is (per request).
 fn normalize(host: &str) -> std::borrow::Cow<'_, str> {
-    let host = host.trim_end_matches('.');
-    if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        std::borrow::Cow::Owned(host.to_ascii_lowercase())
-    } else {
-        std::borrow::Cow::Borrowed(host)
-    }
+    mesh_core::traffic::normalize_host(host)
 }
 
 fn lookup<'a>(snapshot: &'a Snapshot, host: &str) -> Option<(Arc<Service>, &'a Arc<[Endpoint]>)> {

@@ -41,7 +41,7 @@ impl HostIndex {
     }
 
     fn get(&self, host: &str) -> Option<usize> {
-        let host = normalized(host);
+        let host = normalize_host(host);
         self.exact.get(&*host).copied().or_else(|| {
             self.wildcards
                 .iter()
@@ -52,11 +52,12 @@ impl HostIndex {
 }
 
 fn normalize(host: &str) -> String {
-    normalized(host).into_owned()
+    normalize_host(host).into_owned()
 }
 
-/// `host` without a trailing dot, lowercased; borrowed when it already is (looked up per call).
-fn normalized(host: &str) -> Cow<'_, str> {
+/// `host` as traffic rules and service catalogues key it: without a trailing dot, lowercased.
+/// Borrowed when it already is, so looking a host up per request allocates nothing.
+pub fn normalize_host(host: &str) -> Cow<'_, str> {
     let host = host.trim_end_matches('.');
     if host.bytes().any(|b| b.is_ascii_uppercase()) {
         Cow::Owned(host.to_ascii_lowercase())

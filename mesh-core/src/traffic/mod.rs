@@ -90,7 +90,7 @@ mod request;
 mod retry;
 mod virtual_service;
 
-pub use config::{ResolvedCall, RouteDecision, RouteError, TrafficConfig};
+pub use config::{ResolvedCall, RouteDecision, RouteError, TrafficConfig, normalize_host};
 pub use connection_pool::{
     ConnectionPoolSettings, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, H2UpgradePolicy,
     HttpSettings, TcpKeepalive, TcpSettings,
